@@ -1,0 +1,120 @@
+"""Activation capture (§3.1 step ①): context managers that hook layers by dotted name and average their activations.
+
+Offers :func:`get_module`, :class:`Trace` and :class:`TraceDict`, after baukit's ``nethook``. Hooks exist only inside
+the ``with`` block: ``__exit__`` removes every one of them, also when the block raises.
+
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+>>> with TraceDict(net, ["0", "2"]) as td:
+...     _ = net(torch.ones(5, 3)); _ = net(torch.zeros(5, 3))
+>>> td["0"].mean.shape, td["0"].count
+(torch.Size([4]), 10)
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["get_module", "Trace", "TraceDict", "RunningMean"]
+
+
+def get_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name`` in ``model.named_modules()``; ``LookupError(name)`` if there is none."""
+    for n, m in model.named_modules():
+        if n == name:
+            return m
+    raise LookupError(name)
+
+
+class RunningMean:
+    """Mean over all samples seen so far of a per-sample activation (accumulated in float64)."""
+
+    def __init__(self) -> None:
+        self.sum: torch.Tensor | None = None
+        self.count = 0
+        self.finite = True
+
+    def add(self, batch: torch.Tensor) -> None:
+        batch = batch.detach()
+        if not torch.isfinite(batch).all():
+            self.finite = False
+        s = batch.sum(dim=0, dtype=torch.float64)
+        self.sum = s if self.sum is None else self.sum + s
+        self.count += batch.shape[0]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        if self.sum is None:
+            raise RuntimeError("no activation was recorded: did the forward pass reach this layer?")
+        return (self.sum / self.count).float()
+
+
+class Trace(AbstractContextManager):
+    """Record the running mean of one layer's output (or input) over every forward pass inside the block.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> with Trace(net, "0") as t:
+    ...     _ = net(torch.ones(4, 3))
+    >>> t.mean.shape
+    torch.Size([2])
+    """
+
+    def __init__(self, model: nn.Module, layer: str, *, input: bool = False) -> None:
+        self.module = get_module(model, layer)
+        self.layer = layer
+        self.input = input
+        self.record = RunningMean()
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        value = inputs[0] if self.input else output
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"layer {self.layer!r} produced {type(value).__name__}, not a tensor")
+        self.record.add(value)
+
+    def __enter__(self) -> "Trace":
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.record.mean
+
+    @property
+    def count(self) -> int:
+        return self.record.count
+
+
+class TraceDict(AbstractContextManager, dict):
+    """Several :class:`Trace` s at once, a dict from layer name to trace; all hooks go on exit.
+
+    Unknown layer names raise ``LookupError`` before any hook is registered.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], *, input: bool = False) -> None:
+        super().__init__()
+        for name in layers:  # resolve every name first: a bad name leaves no hook behind
+            self[name] = Trace(model, name, input=input)
+
+    def __enter__(self) -> "TraceDict":
+        entered = []
+        try:
+            for trace in self.values():
+                trace.__enter__()
+                entered.append(trace)
+        except BaseException:
+            for trace in entered:
+                trace.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for trace in self.values():
+            trace.__exit__(*exc)

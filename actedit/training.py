@@ -1,0 +1,182 @@
+"""The one training loop: victims, the retrained reference, repair and every baseline go through :func:`fit`.
+
+Offers :class:`TrainConfig`, :class:`History` and :func:`fit`. Callers change what is optimised through ``loss``
+(a function of the model and a batch) and what the batch looks like through ``transform``; the loop itself only
+shuffles (with an explicit generator), steps the optimiser, reports progress with tqdm and records a history.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .seeding import generator
+from .timing import timed
+
+__all__ = ["TrainConfig", "History", "fit", "LossFn", "TransformFn"]
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+TransformFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], "tuple[torch.Tensor, torch.Tensor]"]
+
+_OPTIMIZERS = ("sgd", "adam")
+_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings for :func:`fit`.
+
+    The defaults train the book's base victim (small CNN on Fashion-MNIST); the paper does not state its training
+    recipe, so these are ours.
+    """
+
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"          # "sgd" | "adam"
+    schedule: str = "cosine"        # per-step cosine decay to 0, or "constant"
+    augment: bool = False           # random crop (pad 4) + horizontal flip, for colour datasets
+    seed: int = 0                   # shuffling and augmentation generator
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and non-negative, got {value!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(_OPTIMIZERS)}")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(_SCHEDULES)}")
+
+
+@dataclass
+class History:
+    """Per-epoch mean loss and wall seconds of one :func:`fit` call."""
+
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(self.seconds))
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The default loss: mean cross-entropy of ``model(x)`` against ``y``."""
+    return F.cross_entropy(model(x), y)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dy = torch.randint(0, 9, (n,), generator=g)
+    dx = torch.randint(0, 9, (n,), generator=g)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, x.shape[1], h, w + 8)
+    out = padded.gather(2, rows.to(x.device))
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
+    out = out.gather(3, cols.to(x.device))
+    flip = torch.rand(n, generator=g) < 0.5
+    out[flip.to(x.device)] = out[flip.to(x.device)].flip(-1)
+    return out
+
+
+def fit(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    config: TrainConfig = TrainConfig(),
+    loss: LossFn | None = None,
+    transform: TransformFn | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    desc: str = "train",
+) -> History:
+    """Train ``model`` in place with mini-batch SGD/Adam; return the per-epoch history.
+
+    This is the primitive; public functions that must not touch the caller's model copy it before calling ``fit``.
+    The model's train/eval mode is restored on exit.
+
+    Arguments:
+        model: the network, moved to ``device``.
+        images: float tensor ``[N, C, H, W]`` in [0, 1] (kept on its device; batches are moved).
+        labels: int64 tensor ``[N]``.
+        config: :class:`TrainConfig`.
+        loss: ``loss(model, x, y) -> scalar``; default cross-entropy.
+        transform: ``transform(x, y, generator) -> (x, y)`` applied to each batch before the loss (e.g. adding a
+            trigger); gets the loop's generator so that it stays deterministic.
+
+    >>> m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> h = fit(m, torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,)), config=TrainConfig(epochs=1), progress=False)
+    >>> len(h.loss)
+    1
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape [{images.shape[0]}], got {tuple(labels.shape)}")
+    loss_fn = loss or cross_entropy
+    history = History()
+    n = images.shape[0]
+    if config.epochs == 0 or n == 0:
+        return history
+    was_training = model.training
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+             if config.schedule == "cosine" else None)
+    g = generator(config.seed)
+    model.train()
+    try:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=g)
+            running, seen = 0.0, 0
+            with timed(device) as t:
+                bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}",
+                           disable=not progress, leave=False)
+                for step in bar:
+                    idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                    x, y = images[idx], labels[idx]
+                    if config.augment:
+                        x = _augment(x, g)
+                    if transform is not None:
+                        x, y = transform(x, y, g)
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    opt.zero_grad(set_to_none=True)
+                    value = loss_fn(model, x, y)
+                    if not torch.isfinite(value):
+                        raise FloatingPointError(f"{desc}: loss became {value.item()} at epoch {epoch + 1}, step {step}")
+                    value.backward()
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    running += value.item() * len(idx)
+                    seen += len(idx)
+                    if step % 20 == 0:
+                        bar.set_postfix(loss=f"{running / seen:.3f}")
+            history.loss.append(running / max(seen, 1))
+            history.seconds.append(t.seconds)
+            log.info("%s epoch %d/%d: loss %.4f (%.1f s)", desc, epoch + 1, config.epochs, history.loss[-1], t.seconds)
+    finally:
+        model.train(was_training)
+    return history
