@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -95,7 +96,7 @@ class Cache:
         """Write an entry atomically (temporary file + rename in the same directory)."""
         path = self.path(kind, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        state = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
         header = {
             "actedit_version": __version__,
             "key": json.dumps(key, sort_keys=True, default=str),
@@ -116,11 +117,36 @@ class Cache:
         self, kind: str, key: dict[str, Any],
         build: Callable[[], tuple[dict[str, torch.Tensor], dict]],
     ) -> tuple[dict[str, torch.Tensor], dict]:
-        """Load the entry, or call ``build() -> (state, meta)``, save it and return it."""
+        """Load the entry, or call ``build() -> (state, meta)``, save it and return it.
+
+        Concurrent callers for the same entry are serialised with an advisory lock file, so a model is trained
+        once and the others load it; where locking is unavailable both build and the atomic rename keeps it whole.
+        """
         hit = self.load(kind, key)
         if hit is not None:
             log.info("cache hit %s/%s", kind, key_hash(key))
             return hit
-        state, meta = build()
-        self.save(kind, key, state, meta)
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.with_suffix(".lock")):
+            hit = self.load(kind, key)
+            if hit is not None:
+                return hit
+            state, meta = build()
+            self.save(kind, key, state, meta)
         return state, meta
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, the atomic rename still keeps entries whole
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

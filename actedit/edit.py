@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .capture import TraceDict
-from .validation import check_images, check_trigger_output
+from .training import copy_modes
+from .validation import check_images, check_trigger_output, check_trigger
 
 __all__ = ["EditConfig", "Extraction", "LayerFactor", "select_layers", "extract", "compute_factors",
            "apply_factors", "edit_model", "BN_MODES", "LAYER_SELECTIONS", "POOLINGS", "ACTIVATIONS"]
@@ -84,7 +85,7 @@ class EditConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"EditConfig.{name} must be a finite number, got {value!r}")
-        for name in ("gamma", "eps"):
+        for name in ("gamma", "lam", "eps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"EditConfig.{name} must be non-negative, got {getattr(self, name)!r}")
         if self.eps == 0:
@@ -101,7 +102,7 @@ class EditConfig:
             raise ValueError(f"unknown activation {self.activation!r}; valid: {', '.join(ACTIVATIONS)}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLINGS)}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"EditConfig.batch_size must be a positive int, got {self.batch_size!r}")
 
     def bn_mode(self, bdk: bool) -> str:
@@ -191,7 +192,7 @@ def _mean_activations(model: nn.Module, layers: list[str], images: torch.Tensor,
         for start in range(0, images.shape[0], config.batch_size):
             x = images[start:start + config.batch_size]
             if trigger is not None:
-                x = check_trigger_output(trigger(x), x)
+                x = check_trigger_output(trigger(x.clone()), x)
             try:
                 model(x.to(config.device))
             except ValueError as err:
@@ -199,6 +200,10 @@ def _mean_activations(model: nn.Module, layers: list[str], images: torch.Tensor,
                     raise ValueError("bn='update' needs batches of at least 2 images (BatchNorm computes batch "
                                      "statistics); pass more images or use bn='frozen'") from err
                 raise
+            except RuntimeError as err:
+                raise ValueError(f"the model cannot take images of shape {tuple(x.shape[1:])} (channels, height, "
+                                 f"width): {err}; pass images with the channel count and size the model was "
+                                 "trained on") from err
     for name, trace in traces.items():
         if not trace.record.finite:
             raise ValueError(f"layer {name!r} produced NaN or Inf activations on D_U; the model or inputs are broken")
@@ -213,6 +218,9 @@ def extract(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | None =
     α ≠ 0 the clean images are forwarded too (before the poisoned ones). The caller's model is untouched.
     """
     config = config or EditConfig()
+    if not isinstance(config, EditConfig):
+        raise TypeError(f"config must be an EditConfig, got {type(config).__name__}; use EditConfig(**your_dict)")
+    check_trigger(trigger)
     check_images(images)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -231,7 +239,7 @@ def extract(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | None =
         weight = config.beta if bdk else config.alpha + config.beta
         acts = {n: acts[n] + weight * poisoned[n] for n in layers}
     acts = {n: (a if isinstance(a, torch.Tensor) else torch.zeros(())) for n, a in acts.items()}
-    work.train(model.training)
+    copy_modes(model, work)
     return Extraction(work, layers, acts, mode, bdk, images.shape[0])
 
 
@@ -341,5 +349,5 @@ def edit_model(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | Non
     for name, p in edited.named_parameters():
         if not torch.isfinite(p).all():
             raise ValueError(f"the edit produced non-finite weights in {name!r}; check eps and the activations")
-    edited.train(model.training)
+    copy_modes(model, edited)
     return edited

@@ -23,7 +23,7 @@ from .seeding import set_seed
 from .training import TrainConfig, fit
 from .triggers import TRIGGER_DEFAULTS, make_trigger
 
-__all__ = ["VictimSpec", "Victim", "get_victim", "get_retrained", "load_splits", "victim_and_reference"]
+__all__ = ["VictimSpec", "Victim", "get_victim", "get_retrained", "load_splits", "victim_and_reference", "triggers_for"]
 log = logging.getLogger(__name__)
 
 
@@ -39,8 +39,8 @@ class VictimSpec:
     alpha: float | None = None       # trigger opacity; None: the trigger's row of Tables 3/4
     target: int = 2                  # y_t
     seed: int = 0
-    epochs: int = 2
-    lr: float = 0.05
+    epochs: int = 3
+    lr: float = 0.02
     batch_size: int = 128
     augment: bool = False
     unseen: int = 5000               # size of the D_U pool held out of the training split
@@ -99,7 +99,10 @@ def load_splits(dataset: str, unseen: int, seed: int, train_limit: int | None, t
                         test_limit=test_limit)
 
 
-def _triggers(spec: VictimSpec, splits: Splits, cache: Cache, device: str, progress: bool):
+def triggers_for(spec: VictimSpec, splits: Splits, *, cache: Cache | None = None, device: str = "cpu",
+                 progress: bool = False) -> tuple[Callable, Callable]:
+    """The trigger of ``spec`` for poisoning (and BDK unlearning) and its verification version (alpha × 3)."""
+    cache = cache or Cache()
     kwargs = dict(channels=splits.channels, size=splits.size, alpha=spec.trigger_alpha, seed=spec.seed)
     if spec.trigger == "mean":
         kwargs["mean_image"] = splits.train.images.mean(dim=0)
@@ -123,7 +126,7 @@ def get_victim(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache: C
     """Train (or load from the cache) the victim of ``spec``; deterministic for a given spec on CPU."""
     cache = cache or Cache()
     splits = load_splits(spec.dataset, spec.unseen, spec.seed, spec.train_limit, spec.test_limit, data_root)
-    trig, verify = _triggers(spec, splits, cache, device, progress)
+    trig, verify = triggers_for(spec, splits, cache=cache, device=device, progress=progress)
     poisoned = poison(splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                       clean_label=spec.trigger == "narcissus", seed=spec.seed))
     model = _trained(spec, "victim", poisoned.train.images, poisoned.train.labels, splits, cache, device, progress)
@@ -137,7 +140,7 @@ def get_retrained(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache
     """The retrained reference R of ``spec``: same architecture and recipe, trained on D_C only (Eq. 6)."""
     cache = cache or Cache()
     victim_splits = load_splits(spec.dataset, spec.unseen, spec.seed, spec.train_limit, spec.test_limit, data_root)
-    trig, _ = _triggers(spec, victim_splits, cache, device, progress)
+    trig, _ = triggers_for(spec, victim_splits, cache=cache, device=device, progress=progress)
     poisoned = poison(victim_splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                              clean_label=spec.trigger == "narcissus", seed=spec.seed))
     return _trained(spec, "retrained", poisoned.clean.images, poisoned.clean.labels, victim_splits, cache, device,

@@ -20,7 +20,7 @@ Trigger = Callable[[torch.Tensor], torch.Tensor]
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512, top_k: int = 1,
             device: str | torch.device = "cpu") -> torch.Tensor:
     """Top-k class indices of ``model`` in eval mode: ``[N, top_k]`` int64 (column 0 is the arg-max)."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         out = []
@@ -29,7 +29,8 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512, to
             out.append(logits.topk(top_k, dim=1).indices.cpu())
         return torch.cat(out) if out else torch.empty(0, top_k, dtype=torch.long)
     finally:
-        model.train(was_training)
+        for m, flag in modes:
+            m.training = flag
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:

@@ -57,6 +57,8 @@ def _vgg16(channels: int, num_classes: int, size: int) -> nn.Module:
     m = tvm.vgg16_bn(weights=None, num_classes=num_classes)
     first = m.features[0]
     m.features[0] = nn.Conv2d(channels, first.out_channels, 3, padding=1)
+    if size < 32:  # 28 px: 28→14→7→3→1 after four pools; a fifth would reach 0
+        m.features[-1] = nn.Identity()
     m.avgpool = nn.AdaptiveAvgPool2d(1)
     m.classifier = nn.Sequential(
         nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),

@@ -28,17 +28,23 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from actedit.seeding import generator
+from actedit.seeding import generator, set_seed
 from actedit.training import TrainConfig, fit
 
-__all__ = ["NarcissusConfig", "warm_up", "optimize_trigger"]
+if TYPE_CHECKING:
+    from actedit.cache import Cache
+    from actedit.data import Splits
+    from actedit.experiments import VictimSpec
+
+__all__ = ["NarcissusConfig", "warm_up", "optimize_trigger", "NarcissusPatternConfig", "POOD", "narcissus_pattern"]
 log = logging.getLogger(__name__)
 
 
@@ -149,3 +155,123 @@ def optimize_trigger(surrogate: nn.Module, target_images: torch.Tensor, *, targe
             bar.set_postfix(loss=f"{loss.item():.4f}")
     log.info("narcissus: final batch loss %.4f, ||δ||∞ = %.4f", loss.item(), delta.abs().max().item())
     return delta.detach()[0].to("cpu", torch.float32)
+
+
+# --------------------------------------------------------------------------- the book's Narcissus victims
+
+#: public out-of-distribution (POOD) data for the surrogate, first found wins: another dataset of ours with the
+#: same channels (the reference code uses Tiny-ImageNet for CIFAR10).
+POOD: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("mnist",),
+    "mnist": ("fashion-mnist",),
+    "cifar10": ("tinyimagenet", "cifar100"),
+    "cifar100": ("tinyimagenet", "cifar10"),
+    "cinic10": ("tinyimagenet", "cifar100"),
+    "tinyimagenet": ("cifar100", "cifar10"),
+}
+
+
+@dataclass(frozen=True)
+class NarcissusPatternConfig:
+    """The attacker's budget for the book's Narcissus victims: Algorithm 1 of Zeng et al. 2023, scaled down so that
+    a cold run stays within a minute on two CPU cores (the reference trains its surrogate for 200 epochs on
+    Tiny-ImageNet and runs 1000 trigger rounds on a GPU)."""
+
+    pood_limit: int = 5000          # POOD images for the surrogate (reference: all of Tiny-ImageNet)
+    target_images: int = 500        # target-class images the attacker holds, drawn from D_T ("a few hundred")
+    surrogate_epochs: int = 3       # step 1 (reference: 200, SGD lr 0.1, cosine)
+    surrogate_lr: float = 0.05
+    trigger: NarcissusConfig = NarcissusConfig(steps=200, batch_size=128, warmup_epochs=2)   # steps 2 and 3
+
+    def __post_init__(self) -> None:
+        for name in ("pood_limit", "target_images", "surrogate_epochs"):
+            value = getattr(self, name)
+            least = 0 if name == "surrogate_epochs" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"NarcissusPatternConfig.{name} must be an int >= {least}, got {value!r}")
+        if not math.isfinite(self.surrogate_lr) or self.surrogate_lr <= 0:
+            raise ValueError(f"NarcissusPatternConfig.surrogate_lr must be finite and > 0, got {self.surrogate_lr!r}")
+        if not isinstance(self.trigger, NarcissusConfig):
+            raise TypeError(f"NarcissusPatternConfig.trigger must be a NarcissusConfig, got {type(self.trigger).__name__}")
+
+
+def _pood_images(dataset: str, channels: int, size: int, limit: int, seed: int,
+                 data_root: str | None) -> tuple[str, torch.Tensor, torch.Tensor, int]:
+    """The first available POOD dataset for ``dataset``: its name, images resized to ``size``, labels, classes."""
+    from actedit.data import DatasetNotFoundError, load_dataset
+
+    tried = []
+    for name in POOD.get(dataset, ()):
+        try:
+            pood = load_dataset(name, data_root=data_root, unseen=0, seed=seed, train_limit=limit)
+        except DatasetNotFoundError as error:
+            tried.append(f"{name} ({str(error).splitlines()[0]})")
+            continue
+        if pood.channels != channels:
+            tried.append(f"{name} (has {pood.channels} channels, {dataset} has {channels})")
+            continue
+        images = pood.train.images
+        if pood.size != size:   # e.g. Tiny-ImageNet's 64 px for a 32 px victim
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                   align_corners=False).clamp_(0, 1)
+        return name, images, pood.train.labels, pood.num_classes
+    raise FileNotFoundError(
+        f"Narcissus needs public out-of-distribution (POOD) data for its surrogate model, and none was found for "
+        f"{dataset!r}: tried {', '.join(tried) or 'nothing (no POOD dataset is known for it)'}. Put one of "
+        f"{', '.join(POOD.get(dataset, ())) or 'the datasets in actedit.narcissus.POOD'} in data_root "
+        f"(see actedit.data.load_dataset), or choose another trigger.")
+
+
+def narcissus_pattern(spec: "VictimSpec", splits: "Splits", *, cache: "Cache | None" = None,
+                      device: str | torch.device = "cpu", progress: bool = False,
+                      config: NarcissusPatternConfig = NarcissusPatternConfig(),
+                      data_root: str | None = None) -> torch.Tensor:
+    """The Narcissus pattern δ for the victim of ``spec``: Algorithm 1 of Zeng et al. 2023 with a POOD surrogate.
+
+    1. surrogate: ``spec.model``'s architecture with one output more than the POOD dataset has classes, trained on
+       the POOD images (:data:`POOD`: MNIST digits for Fashion-MNIST, Fashion-MNIST for MNIST, another colour
+       dataset for colour data) together with the attacker's target-class images under the extra label — as the
+       reference code trains on Tiny-ImageNet plus the target class;
+    2. :func:`warm_up` on the target-class images (the attacker knows only those: ``config.target_images`` of
+       class ``spec.target``, drawn from ``splits.train`` with ``generator(spec.seed)``);
+    3. :func:`optimize_trigger` towards the extra output, ``||δ||∞ ≤ 16/255``.
+
+    Cached in ``cache`` (kind ``"narcissus"``) under the fields of ``spec`` that decide it (dataset, model, target,
+    seed, D_U and D_T sizes) and ``config``.
+
+    Returns:
+        δ, ``[C, H, W]`` float32 on the CPU, with ``C, H, W`` of ``splits``.
+    """
+    from actedit.cache import Cache
+    from actedit.models import build_model
+
+    cache = cache or Cache()
+    key = {"dataset": spec.dataset, "model": spec.model, "target": spec.target, "seed": spec.seed,
+           "unseen": spec.unseen, "train_limit": spec.train_limit, "config": asdict(config)}
+
+    def build() -> tuple[dict, dict]:
+        pool = torch.nonzero(splits.train.labels == spec.target).flatten()
+        if pool.numel() == 0:
+            raise ValueError(f"D_T has no image of the target class {spec.target}: Narcissus needs some")
+        chosen = pool[torch.randperm(pool.numel(), generator=generator(spec.seed))[:config.target_images]]
+        target_images = splits.train.images[chosen.sort().values]
+        name, pood_x, pood_y, pood_classes = _pood_images(spec.dataset, splits.channels, splits.size,
+                                                          config.pood_limit, spec.seed, data_root)
+        extra = pood_classes            # the target class is the surrogate's extra output
+        images = torch.cat([pood_x, target_images])
+        labels = torch.cat([pood_y, torch.full((len(target_images),), extra, dtype=torch.int64)])
+        set_seed(spec.seed)
+        surrogate = build_model(spec.model, num_classes=pood_classes + 1, channels=splits.channels, size=splits.size)
+        fit(surrogate, images, labels, config=TrainConfig(epochs=config.surrogate_epochs, lr=config.surrogate_lr,
+                                                         seed=spec.seed),
+            device=device, progress=progress, desc=f"narcissus surrogate ({name})")
+        cfg = config.trigger
+        warm = warm_up(surrogate, target_images, extra, epochs=cfg.warmup_epochs, lr=cfg.warmup_lr, seed=cfg.seed,
+                       device=device, progress=progress)
+        delta = optimize_trigger(warm, target_images, target=extra, config=cfg, device=device, progress=progress)
+        log.info("narcissus pattern for %s/%s target %d from POOD %s: ||δ||∞ = %.4f", spec.dataset, spec.model,
+                 spec.target, name, delta.abs().max().item())
+        return {"pattern": delta}, {"pood": name, "target_images": len(target_images)}
+
+    state, _ = cache.get_or_build("narcissus", key, build)
+    return state["pattern"].to(torch.float32)

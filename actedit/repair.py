@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .training import TrainConfig, fit
-from .validation import check_images, check_labels
+from .training import TrainConfig, fit, copy_modes
+from .validation import check_images, check_labels, check_trigger_output, check_trigger
 
 __all__ = ["RepairConfig", "repair"]
 
@@ -34,7 +34,7 @@ class RepairConfig:
 
 
 def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger: Trigger | None = None,
-           lr: float = 1e-2, epochs: int = 1, config: RepairConfig | None = None,
+           lr: float | None = None, epochs: int | None = None, config: RepairConfig | None = None,
            device: str | torch.device = "cpu", progress: bool = False) -> nn.Module:
     """Fine-tune a copy of ``model`` on D_U (and D_U ⊕ δ under BDK) with the true labels.
 
@@ -42,25 +42,38 @@ def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
     is "one epoch each" of §3.1; under ¬BDK only the clean images. Invariant: the caller's model is unchanged; the
     copy keeps the caller's train/eval mode.
 
+    ``lr`` and ``epochs`` override ``config``'s when given (defaults: 1e-2 and 1, :class:`RepairConfig`).
+
     Shape: ``images`` ``[N, C, H, W]`` float in [0, 1]; ``labels`` ``[N]`` int64 in ``[0, num_classes)``.
     """
-    config = replace_cfg(config, lr=lr, epochs=epochs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_trigger(trigger)
+    if config is not None and not isinstance(config, RepairConfig):
+        raise TypeError(f"config must be a RepairConfig, got {type(config).__name__}")
+    base = config or RepairConfig()
+    config = replace_cfg(base, lr=base.lr if lr is None else lr, epochs=base.epochs if epochs is None else epochs)
     check_images(images)
-    check_labels(labels, images.shape[0], num_classes=None)
+    fixed = copy.deepcopy(model)
+    was_training = fixed.training
+    fixed.eval()
+    try:
+        with torch.no_grad():
+            logits = fixed(images[:1].to(device))
+    except RuntimeError as err:
+        raise ValueError(f"the model cannot take images of shape {tuple(images.shape[1:])}: {err}") from err
+    finally:
+        fixed.train(was_training)
+    check_labels(labels, images.shape[0], num_classes=logits.shape[1])
     x, y = images, labels
     if trigger is not None:
-        poisoned = trigger(images)
-        if not isinstance(poisoned, torch.Tensor) or poisoned.shape != images.shape:
-            raise ValueError("the trigger must return a tensor of the input's shape")
-        if not torch.isfinite(poisoned).all():
-            raise ValueError("the trigger returned NaN or Inf values")
+        poisoned = check_trigger_output(trigger(images.clone()), images)
         x, y = torch.cat([images, poisoned]), torch.cat([labels, labels])
-    fixed = copy.deepcopy(model)
     fit(fixed, x, y, config=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                         momentum=config.momentum, weight_decay=config.weight_decay,
                                         schedule="constant", seed=config.seed),
         device=device, progress=progress, desc="repair")
-    fixed.train(model.training)
+    copy_modes(model, fixed)
     return fixed
 
 

@@ -17,6 +17,8 @@ def check_images(images: object, *, channels: int | None = None) -> None:
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}; "
                         "for uint8 0-255 data use images.float() / 255")
+    if images.dtype != torch.float32:
+        raise TypeError(f"images must be float32 [N, C, H, W] in [0, 1], got {images.dtype}; use images.float()")
     if images.ndim != 4:
         raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
     if images.shape[0] == 0:
@@ -45,11 +47,22 @@ def check_labels(labels: object, n: int, *, num_classes: int | None) -> None:
         raise ValueError(f"label {labels.max().item()} is out of range for a model with {num_classes} classes")
 
 
+def check_trigger(trigger: object) -> None:
+    if trigger is not None and not callable(trigger):
+        raise TypeError(f"trigger must be a callable images -> images or None, got {type(trigger).__name__}; "
+                        "build one with actedit.triggers.make_trigger(name, channels=..., size=...)")
+
+
 def check_trigger_output(out: object, like: torch.Tensor) -> torch.Tensor:
     """Raise unless a trigger's output has the input's shape and is finite; return it."""
     if not isinstance(out, torch.Tensor) or out.shape != like.shape:
         raise ValueError(f"the trigger must return a tensor of the input's shape {tuple(like.shape)}, "
                          f"got {getattr(out, 'shape', type(out).__name__)}")
+    if out.dtype != like.dtype:
+        raise ValueError(f"the trigger must keep the images' dtype {like.dtype}, got {out.dtype}")
     if not torch.isfinite(out).all():
         raise ValueError("the trigger returned NaN or Inf values")
+    lo, hi = out.min().item(), out.max().item()
+    if lo < 0 or hi > 1:
+        raise ValueError(f"the trigger must return images in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
     return out

@@ -148,6 +148,11 @@ def input_hash(chapter: Chapter, params: dict, root: Path = ROOT) -> str:
     for name in ("requirements.lock", "pyproject.toml"):
         if (root / name).is_file():
             feed(name, (root / name).read_bytes())
+    if b"depends_on_chapters: true" in chapter.source.read_bytes():
+        # the summary reads the other executed chapters (their glued numbers): it is stale when any of them changes
+        for other in sorted(chapter.executed.parent.glob("*.ipynb")):
+            if other != chapter.executed:
+                feed(f"executed/{other.name}", other.read_bytes())
     return digest.hexdigest()
 
 

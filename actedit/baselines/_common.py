@@ -1,0 +1,213 @@
+"""What the four unlearning baselines share: input checks, the copy-and-fit pattern, and feature hooks.
+
+Offers :class:`Features` (outputs of named layers *with* their autograd graph, hooks only inside a ``with``
+block — :mod:`actedit.capture` keeps detached running means, which a loss cannot use), :func:`penultimate_layer`,
+:func:`stage_layers`, and the small helpers the baseline modules call. Not public: import the baselines from
+:mod:`actedit.baselines`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from contextlib import AbstractContextManager
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..capture import get_module
+from ..training import TrainConfig, TransformFn
+from ..validation import check_images, check_labels, check_trigger_output
+
+log = logging.getLogger(__name__)
+
+Trigger = Callable[[torch.Tensor], torch.Tensor]
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+class Features(AbstractContextManager):
+    """Keep the outputs (or inputs) of named layers from the last forward pass inside the block, graph attached.
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    >>> with Features(net, ["1"]) as f:
+    ...     _ = net(torch.rand(4, 1, 4, 4))
+    >>> f["1"].shape, f["1"].requires_grad
+    (torch.Size([4, 2, 2, 2]), True)
+
+    Every hook is removed on exit, also when the block raises. Unknown names raise ``LookupError`` before any
+    hook is registered.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], *, input: bool = False) -> None:
+        self.modules = {name: get_module(model, name) for name in layers}
+        self.input = input
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            value = inputs[0] if self.input else output
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"layer {name!r} produced {type(value).__name__}, not a tensor")
+            self.outputs[name] = value
+        return hook
+
+    def __enter__(self) -> "Features":
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.outputs:
+            raise RuntimeError(f"layer {name!r} recorded nothing: did a forward pass run inside the block?")
+        return self.outputs[name]
+
+
+def penultimate_layer(model: nn.Module) -> str:
+    """Name of the last ``nn.Linear`` in ``named_modules()`` order; its *input* is the penultimate activation.
+
+    The small CNN: ``"19"``; torchvision ResNet18: ``"fc"``; VGG16, EfficientNetV2-S, MobileNetV3: their
+    ``classifier`` 's last ``Linear``.
+    """
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise ValueError("the model has no nn.Linear layer; pass the penultimate layer's name in the config")
+    return names[-1]
+
+
+@torch.no_grad()
+def stage_layers(model: nn.Module, sample: torch.Tensor, count: int = 3) -> list[str]:
+    """The ends of the last ``count`` resolution stages: where NAD (Li et al. 2021) takes its attention maps.
+
+    NAD distils the outputs of the three groups of a WideResNet, each at its own resolution. The general reading
+    used here: scan the top-level children (or, if the model has a ``features`` child, the children of
+    ``features``), run ``sample`` through the model once in eval mode, group consecutive children whose output is
+    ``[N, C, H, W]`` with the same ``H x W > 1``, and take the last child of each group. That gives
+
+    - torchvision ResNet18 (28-64 px stem): ``layer2``, ``layer3``, ``layer4``;
+    - the small CNN (``nn.Sequential``): ``"2"``, ``"9"``, ``"16"`` — the ReLUs of the last conv block before each
+      pooling layer (28, 14 and 7 px on Fashion-MNIST);
+    - VGG16-BN: ``features.22``, ``features.32``, ``features.42`` (last ReLU before each of the last three pools);
+    - EfficientNetV2-S / MobileNetV3-small: the last three ``features.k`` stages that change the resolution.
+
+    Fewer stages than ``count`` give fewer names; none raises ``ValueError``. The model and its mode are unchanged.
+    """
+    children = dict(model.named_children())
+    if isinstance(children.get("features"), nn.Sequential):
+        scope = [(f"features.{name}", child) for name, child in children["features"].named_children()]
+    else:
+        scope = [(name, child) for name, child in children.items()]
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def recorder(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape)
+        return hook
+
+    handles = [child.register_forward_hook(recorder(name)) for name, child in scope]
+    was_training = model.training
+    try:
+        model.eval()
+        device = next(model.parameters()).device
+        model(sample[:1].to(device))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    stages: list[tuple[tuple[int, int], str]] = []
+    for name, _ in scope:
+        shape = shapes.get(name)
+        if shape is None or len(shape) != 4 or shape[2] * shape[3] <= 1:
+            continue
+        if stages and stages[-1][0] == shape[2:]:
+            stages[-1] = (shape[2:], name)
+        else:
+            stages.append((shape[2:], name))
+    if not stages:
+        raise ValueError("found no convolutional stage (a child with [N, C, H, W] output, H·W > 1); "
+                         "NAD needs feature maps: pass NADConfig(layers=(...)) with conv layer names")
+    return [name for _, name in stages[-count:]]
+
+
+def check_inputs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Clear errors before any work: a module, float images ``[N, C, H, W]`` in [0, 1], labels ``[N]``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_images(images)
+    check_labels(labels, images.shape[0], num_classes=None)
+
+
+def require_trigger(trigger: Trigger | None, images: torch.Tensor, method: str) -> Trigger:
+    """The BDK baselines need δ: raise without it, and check that it maps a batch to the same shape."""
+    if trigger is None:
+        raise ValueError(f"{method} works with backdoor knowledge (BDK): pass trigger=, the known trigger δ")
+    if not callable(trigger):
+        raise TypeError(f"trigger must be callable images -> images, got {type(trigger).__name__}")
+    check_trigger_output(trigger(images[:2]), images[:2])
+    return trigger
+
+
+def magnify(trigger: Trigger, factor: float) -> Trigger:
+    """``trigger.magnified(factor)`` where the trigger has it (patch opacity × factor, capped; Narcissus δ × factor);
+    the trigger itself for ``factor == 1`` or a trigger without ``magnified``."""
+    if factor == 1 or not hasattr(trigger, "magnified"):
+        return trigger
+    return trigger.magnified(factor)
+
+
+def with_trigger(trigger: Trigger) -> TransformFn:
+    """A :func:`actedit.training.fit` ``transform`` doubling each batch: ``[x; δ(x)]`` with labels ``[y; y]``.
+
+    The loss functions of actFT and BaEraser split the batch back into its clean and poisoned halves.
+    """
+    def transform(x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([x, trigger(x)]), torch.cat([y, y])
+    return transform
+
+
+def trains(epochs: int, lr: float) -> bool:
+    """False when a config cannot change the model: zero epochs or a zero learning rate. The baselines then return
+    an untouched copy — a zero-lr pass in train mode would still move BatchNorm's running statistics."""
+    return epochs > 0 and lr > 0
+
+
+def fresh_copy(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """A deep copy of ``model`` on ``device`` (the caller's model is never moved or trained)."""
+    return copy.deepcopy(model).to(device)
+
+
+def check_schedule(owner: str, *, epochs: object, lr: object, batch_size: object, momentum: object,
+                   weight_decay: object) -> None:
+    """Validate the optimisation fields every baseline config has (``ValueError`` names the field)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"{owner}.epochs must be a non-negative int, got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{owner}.batch_size must be a positive int, got {batch_size!r}")
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{owner}.{name} must be a finite non-negative number, got {value!r}")
+
+
+def check_positive(owner: str, name: str, value: object, *, allow_zero: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{owner}.{name} must be a finite {kind} number, got {value!r}")
+
+
+def train_config(config, *, schedule: str) -> TrainConfig:
+    """The :class:`~actedit.training.TrainConfig` of a baseline config (fields of the same names)."""
+    return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=float(config.lr),
+                       momentum=float(config.momentum), weight_decay=float(config.weight_decay),
+                       schedule=schedule, seed=config.seed)

@@ -1,0 +1,141 @@
+"""NAD: Neural Attention Distillation (Li et al. 2021, ICLR, "Neural Attention Distillation: Erasing Backdoor
+Triggers from Deep Neural Networks" [28]) — §4.1 baseline 4, ¬BDK.
+
+Offers :class:`NADConfig`, :func:`nad`, :func:`attention_map` and :func:`attention_loss`. Two steps:
+
+1. teacher = the victim fine-tuned on clean D_U — the paper's basicFT ("the basicFT model, acting as the teacher
+   model, only passes on its ability to clean data", §4.1);
+2. student = the victim trained on D_U with ``CE(f_s(x), y) + Σ_i β_i · AT(F_s^i(x), F_t^i(x))`` over three
+   stages i, where the attention map of a feature map F ``[N, C, H, W]`` is ``a = Σ_c |F_c|^p`` (p = 2), flattened
+   to ``[N, H·W]`` and L2-normalised per sample, and AT is the mean squared difference of the two maps — as in the
+   NAD reference code (``F.mse_loss`` of the normalised maps; the NAD paper writes the L2 norm of the difference,
+   the β values belong to the code's form).
+
+What we take from the original: p = 2, β = 500 / 1000 / 1000 for its WideResNet's three groups (CIFAR10), the
+teacher-then-student recipe, the student trained twice as long as the teacher (20 vs 10 epochs in NAD, both at
+learning rate 0.1 with a step decay, on 5 % of the training data). Scaled to our sizes: the teacher is basicFT
+with the victim's recipe, the student gets twice the victim's epochs at the victim's learning rate with the cosine
+decay of our one loop (:func:`actedit.training.fit`).
+
+The three stages map onto our models through :func:`actedit.baselines.stage_layers` (the last child of each of
+the last three resolution stages): ResNet18 ``layer2``/``layer3``/``layer4`` (NAD's group 1/2/3 analogue), the
+small CNN ``"2"``/``"9"``/``"16"`` (the ReLU of the last conv block before each pooling layer), VGG16
+``features.22``/``.32``/``.42``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..experiments import VictimSpec
+from ..training import TrainConfig, fit
+from ._common import (Features, Trigger, check_inputs, check_positive, check_schedule, fresh_copy, stage_layers,
+                      train_config, trains)
+from .finetune import BasicFTConfig, basic_ft
+
+__all__ = ["NADConfig", "nad", "attention_map", "attention_loss"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NADConfig:
+    """Hyperparameters of NAD (Li et al. 2021), scaled to the book's victims (see the module docstring)."""
+
+    # step 1: the teacher is basicFT on D_U (§4.1)
+    teacher: BasicFTConfig = field(default_factory=BasicFTConfig)
+    # step 2: the student; NAD trains it 20 epochs against the teacher's 10, so twice the teacher's epochs here
+    epochs: int = 2 * VictimSpec.epochs
+    lr: float = VictimSpec.lr                   # NAD: 0.1 with step decay; ours: the victim's lr, cosine decay
+    batch_size: int = VictimSpec.batch_size
+    momentum: float = TrainConfig.momentum      # NAD: 0.9
+    weight_decay: float = TrainConfig.weight_decay  # NAD: 1e-4; ours: the victim's
+    # attention distillation (NAD code: p = 2, beta1/2/3 = 500/1000/1000 for CIFAR10)
+    betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)   # shallow -> deep stage
+    p: float = 2.0
+    layers: tuple[str, ...] | None = None       # None: stage_layers(model), the last len(betas) stage ends
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.teacher, BasicFTConfig):
+            raise TypeError(f"NADConfig.teacher must be a BasicFTConfig, got {type(self.teacher).__name__}")
+        check_schedule("NADConfig", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                       momentum=self.momentum, weight_decay=self.weight_decay)
+        if not isinstance(self.betas, tuple) or not self.betas:
+            raise ValueError(f"NADConfig.betas must be a non-empty tuple of weights, got {self.betas!r}")
+        for beta in self.betas:
+            check_positive("NADConfig", "betas[i]", beta)
+        check_positive("NADConfig", "p", self.p, allow_zero=False)
+        if self.layers is not None:
+            if not (isinstance(self.layers, tuple) and all(isinstance(n, str) for n in self.layers)):
+                raise ValueError(f"NADConfig.layers must be None or a tuple of module names, got {self.layers!r}")
+            if len(self.layers) != len(self.betas):
+                raise ValueError(f"NADConfig.layers has {len(self.layers)} names but betas {len(self.betas)} weights")
+
+
+def attention_map(features: torch.Tensor, p: float = 2.0, eps: float = 1e-6) -> torch.Tensor:
+    """NAD's attention map: ``Σ_c |F_c|^p`` over channels, flattened and L2-normalised per sample.
+
+    Shape: ``[N, C, H, W]`` → ``[N, H·W]`` (each row has norm ≈ 1).
+
+    >>> attention_map(torch.ones(2, 3, 2, 2)).norm(dim=1)
+    tensor([1.0000, 1.0000])
+    """
+    if features.ndim != 4:
+        raise ValueError(f"attention maps need [N, C, H, W] feature maps, got {tuple(features.shape)}")
+    a = features.abs().pow(p).sum(dim=1).flatten(1)
+    return a / (a.norm(dim=1, keepdim=True) + eps)
+
+
+def attention_loss(student: torch.Tensor, teacher: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """AT loss of NAD: mean squared difference of the two attention maps (NAD code: ``F.mse_loss``)."""
+    return F.mse_loss(attention_map(student, p), attention_map(teacher, p))
+
+
+def nad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger: Trigger | None = None,
+        config: NADConfig | None = None, device: str | torch.device = "cpu", progress: bool = False,
+        teacher: nn.Module | None = None) -> nn.Module:
+    """NAD (¬BDK): distil a basicFT teacher's attention into a copy of the victim, on clean D_U.
+
+    Arguments:
+        model: the victim f_θ; left bitwise unchanged.
+        images: D_U, ``[N, C, H, W]`` float in [0, 1]; labels: ``[N]`` int64, true labels.
+        trigger: ignored — NAD works without backdoor knowledge; accepted for the common signature.
+        config: :class:`NADConfig`.
+        teacher: an already fine-tuned teacher (e.g. the result of :func:`basic_ft` on the same D_U with
+            ``config.teacher``) to skip step 1; it is used in eval mode and not changed.
+
+    Returns:
+        the student, a copy of ``model`` on ``device`` in ``model``'s train/eval mode. Zero student epochs or a
+        zero learning rate return an untouched copy (and no teacher is trained).
+    """
+    config = config or NADConfig()
+    check_inputs(model, images, labels)
+    student = fresh_copy(model, device)
+    if not trains(config.epochs, config.lr):
+        student.train(model.training)
+        return student
+    layers = list(config.layers) if config.layers is not None else stage_layers(student, images[:1],
+                                                                               count=len(config.betas))
+    betas = config.betas[-len(layers):]     # a model with fewer stages keeps the deeper stages' weights
+    log.info("NAD attention layers %s with betas %s", layers, betas)
+    if teacher is None:
+        teacher = basic_ft(model, images, labels, config=config.teacher, device=device, progress=progress)
+    teacher = fresh_copy(teacher, device).eval().requires_grad_(False)
+
+    with Features(student, layers) as fs, Features(teacher, layers) as ft:
+        def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                teacher(x)
+            value = F.cross_entropy(net(x), y)
+            for name, beta in zip(layers, betas):
+                value = value + beta * attention_loss(fs[name], ft[name], config.p)
+            return value
+
+        fit(student, images, labels, config=train_config(config, schedule="cosine"), loss=loss, device=device,
+            progress=progress, desc="NAD student")
+    student.train(model.training)
+    return student

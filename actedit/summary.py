@@ -1,0 +1,107 @@
+"""The reproduction summary: every claim of the paper, the paper's number, ours, and whether it reproduced.
+
+Offers :func:`read_glued`, :class:`Claim`, :data:`CLAIMS` and :func:`summary_table`. Chapters publish their headline
+numbers with ``myst_nb.glue(name, value, display=False)``; :func:`read_glued` reads those values back out of the
+executed notebooks (the ``scrapbook`` metadata myst-nb writes), so the summary chapter never recomputes or retypes
+a number. Each :class:`Claim` names the chapter and glue key that hold our number, the paper's number, and the
+criterion that decides "reproduced".
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+__all__ = ["read_glued", "Claim", "CLAIMS", "summary_table"]
+
+_PREFIX = "application/papermill.record/"
+
+
+def read_glued(notebook: str | Path) -> dict[str, object]:
+    """``{name: value}`` of every ``glue``-d variable in an executed notebook (values parsed from ``text/plain``)."""
+    data = json.loads(Path(notebook).read_text())
+    out: dict[str, object] = {}
+    for cell in data.get("cells", []):
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            bundle = output.get("data", {})
+            text = bundle.get(meta.get("mime_prefix", "") + "text/plain")
+            if text is None:
+                continue
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                out[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                out[meta["name"]] = text.strip("'\"")
+    return out
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper checked by one chapter."""
+
+    claim: str                      # what the paper says, in words
+    where: str                      # paper location (table/section)
+    paper: str                      # the paper's number(s), as printed
+    chapter: str                    # notebook stem that computes ours
+    key: str                        # glue key of our number
+    reproduced: Callable[[object], bool]  # criterion applied to our number
+    unit: str = ""
+
+
+def _le(x: float) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, (int, float)) and not math.isnan(v) and v <= x
+
+
+def _ge(x: float) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, (int, float)) and not math.isnan(v) and v >= x
+
+
+def _true(v: object) -> bool:
+    return v is True or v == "True" or v == 1
+
+
+CLAIMS: list[Claim] = [
+    Claim("The victim carries a strong backdoor (ASR ≥ 90 %)", "§4.1 base configuration", "94.53 %",
+          "02_base_configuration", "02_victim_asr", _ge(90), "%"),
+    Claim("BDK editing removes the backdoor (ASR ≈ 0)", "Table 1/2, §3.1", "0.0 %",
+          "03_method", "03_asr_bdk", _le(1), "%"),
+    Claim("BDK editing also removes the target class (CTCA ≈ 0)", "Table 1/2", "0.0 %",
+          "03_method", "03_ctca_bdk", _le(5), "%"),
+    Claim("BDK editing keeps most accuracy: ACC ≥ 87 % of the victim's", "Table 1 (MNIST 86.9 %, CIFAR10 92.9 %)",
+          "86.9–92.9 % of the victim's", "03_method", "03_acc_ratio_bdk", _ge(87), "% of victim"),
+    Claim("¬BDK editing removes the backdoor on this data (ASR ≤ 1 %)", "Table 1 (CIFAR10 0.3 %; MNIST 66.8 %)",
+          "0.3 % (colour) / 66.81 % (MNIST)", "03_method", "03_asr_nbdk", _le(1), "%"),
+    Claim("The default reading of §3 matches the paper's observations on both victims", "§3 (ambiguities)",
+          "–", "04_reading_the_method", "04_default_matches", _ge(4), "of 4 cases"),
+]
+
+
+def summary_table(executed: str | Path, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
+    """One row per claim: the paper's number, ours (from the executed chapter in ``executed``) and the verdict.
+
+    A chapter that was not executed (or does not glue the key) gives "not run" rather than a verdict.
+    """
+    executed = Path(executed)
+    cache: dict[str, dict] = {}
+    rows = []
+    for c in claims:
+        path = executed / f"{c.chapter}.ipynb"
+        if c.chapter not in cache:
+            cache[c.chapter] = read_glued(path) if path.exists() else {}
+        value = cache[c.chapter].get(c.key)
+        if value is None:
+            ours, verdict = "not run", "–"
+        else:
+            ours = f"{value:.2f} {c.unit}".strip() if isinstance(value, float) else f"{value} {c.unit}".strip()
+            verdict = "reproduced" if c.reproduced(value) else "not reproduced"
+        rows.append({"claim": c.claim, "paper": c.paper, "where": c.where, "ours": ours, "verdict": verdict,
+                     "chapter": c.chapter})
+    return pd.DataFrame(rows)

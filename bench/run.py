@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""actedit benchmarks (issue 7): the edit against one forward pass, every baseline against the edit, the γ/λ
+explorer's update time, and (``--book``) the book build. Writes one JSON file and prints a Markdown table.
+
+Usage (repository root, inside the project's virtual environment)::
+
+    python bench/run.py                    # full CPU run (about 20-30 min on 2 cores), JSON under bench/results/
+    python bench/run.py --quick            # smoke run (under a minute): small sizes, synthetic data only
+    python bench/run.py --device cuda      # the same harness on a GPU (CUDA is synchronised before every clock read)
+    python bench/run.py --book             # also build the book cold and warm in a temporary copy (many minutes)
+    python bench/run.py --only edit        # sections: edit, profile, methods, explorer, book
+
+All measurements go through :mod:`actedit.efficiency` (warm-up, repetitions, medians); the goals are those of
+issue 7. Details and how to read the output: bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from actedit import efficiency  # noqa: E402
+from actedit.models import build_model  # noqa: E402
+from actedit.seeding import set_seed  # noqa: E402
+from actedit.triggers import make_trigger  # noqa: E402
+
+SECTIONS = ("edit", "profile", "methods", "explorer", "book")
+GOALS = {
+    "edit_over_forward": 1.5,        # issue 7: edit wall time ÷ one eval-mode forward pass, at most
+    "baseline_over_edit": 50.0,      # every baseline at least this many times the edit's time, equal D_U
+    "explorer_update_s": 0.5,        # one γ/λ update, at most
+    "book_cold_s": 15 * 60,          # the whole build, cold, at most
+    "book_warm_s": 60,               # nothing changed, at most
+    "book_peak_rss_gib": 4.0,        # peak resident memory of the build (largest process), at most
+}
+FULL = {"models": ["cnn", "resnet18"], "sizes": [4, 64, 512, 5000], "repeats": 5, "big_repeats": 3,
+        "profile_sizes": [4, 512], "method_sizes": [5, 50, 500, 5000], "explorer_repeats": 5}
+QUICK = {"models": ["cnn"], "sizes": [4, 32], "repeats": 2, "big_repeats": 2,
+         "profile_sizes": [4], "method_sizes": [5, 20], "explorer_repeats": 2}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- sections
+
+
+def bench_edit(plan: dict, device: str) -> list[dict]:
+    """(1) edit ÷ forward for each model, N and setting, on synthetic 3×32×32 inputs."""
+    rows = []
+    trigger = make_trigger("white", channels=3, size=32)
+    for name in plan["models"]:
+        set_seed(0)
+        model = build_model(name, num_classes=10, channels=3, size=32).eval().to(device)
+        for n in plan["sizes"]:
+            images = efficiency.synthetic_images(n, channels=3, size=32, seed=n)
+            repeats = plan["big_repeats"] if n > 512 else plan["repeats"]
+            for bdk in (True, False):
+                log(f"edit/forward: {name} N={n} {'BDK' if bdk else '¬BDK'} ({repeats} repetitions)")
+                r = efficiency.edit_vs_forward(model, images, trigger=trigger if bdk else None, repeats=repeats,
+                                               device=device)
+                rows.append({"model": name, **r, "goal": GOALS["edit_over_forward"],
+                             "meets_goal": r["ratio"] <= GOALS["edit_over_forward"]})
+    return rows
+
+
+def bench_profile(plan: dict, device: str) -> list[dict]:
+    """Where the edit's time goes (stage by stage), per model, N and setting."""
+    clock = "wall" if torch.device(device).type == "cuda" else "cpu"
+    rows = []
+    trigger = make_trigger("white", channels=3, size=32)
+    for name in plan["models"]:
+        set_seed(0)
+        model = build_model(name, num_classes=10, channels=3, size=32).eval().to(device)
+        for n in plan["profile_sizes"]:
+            images = efficiency.synthetic_images(n, channels=3, size=32, seed=n)
+            for bdk in (True, False):
+                log(f"profile: {name} N={n} {'BDK' if bdk else '¬BDK'}")
+                stages = efficiency.profile_edit(model, images, trigger=trigger if bdk else None, device=device,
+                                                 repeats=3 if n <= 512 else 1, clock=clock)
+                rows.append({"model": name, "n": n, "bdk": bdk, "clock": clock, "stages": stages})
+    return rows
+
+
+def _methods_data(quick: bool, device: str):
+    """(model, D_U pool images, labels, trigger, target, description) for the method comparison."""
+    if quick:
+        set_seed(0)
+        model = build_model("cnn", num_classes=10, channels=1, size=28).eval().to(device)
+        images = efficiency.synthetic_images(64, channels=1, size=28, seed=1)
+        labels = torch.arange(64) % 10
+        trigger = make_trigger("white", channels=1, size=28)
+        return model, images, labels, trigger, 2, "synthetic 1×28×28 images, untrained small CNN (smoke run)"
+    from actedit.experiments import VictimSpec, get_victim
+
+    victim = get_victim(VictimSpec(), device=device, progress=False)
+    pool = victim.splits.unseen
+    return (victim.model, pool.images, pool.labels, victim.trigger, victim.spec.target,
+            f"the book's base victim ({victim.spec.dataset}, {victim.spec.model}, {victim.spec.trigger} trigger)")
+
+
+def bench_methods(plan: dict, device: str, quick: bool, baseline_epochs: int | None) -> dict:
+    """(2) every method of Table 7 at equal D_U; each method's time ÷ the edit's in the same setting."""
+    model, pool_x, pool_y, trigger, target, what = _methods_data(quick, device)
+    methods = efficiency.method_suite(trigger, target=target, baseline_epochs=baseline_epochs, device=device)
+    frames = []
+    for n in plan["method_sizes"]:
+        n = min(n, pool_x.shape[0])
+        log(f"methods: N={n}: {', '.join(m.name for m in methods)}")
+        times, _ = efficiency.compare_methods(model, pool_x[:n], pool_y[:n], methods,
+                                              edit_repeats=plan["repeats"], device=device)
+        frames.append(times)
+    import pandas as pd
+
+    table = efficiency.time_ratios(pd.concat(frames, ignore_index=True))
+    baselines = ~table["method"].isin(["ours"])
+    table["goal"] = [GOALS["baseline_over_edit"] if b else math.nan for b in baselines]
+    table["meets_goal"] = [bool(r >= GOALS["baseline_over_edit"]) if b else None
+                           for b, r in zip(baselines, table["ratio"])]
+    found = sorted(set(table.loc[baselines, "method"]))
+    return {"data": what, "baseline_epochs": baseline_epochs, "baselines_found": found,
+            "baselines_missing": sorted({"actFT", "BaEraser", "basicFT", "NAD"} - set(found)),
+            "rows": json.loads(table.to_json(orient="records"))}
+
+
+def bench_explorer(plan: dict, device: str, quick: bool) -> dict:
+    """(3) one update of the γ/λ explorer (edit + evaluation + figure), extraction cached."""
+    try:
+        from actedit import widgets
+    except ImportError as err:
+        return {"missing": f"actedit.widgets is not available ({err})"}
+    if not hasattr(widgets, "update_seconds"):
+        return {"missing": "actedit.widgets has no update_seconds helper"}
+    if quick:
+        set_seed(0)
+        model = build_model("cnn", num_classes=10, channels=1, size=28).eval()
+        x = efficiency.synthetic_images(96, channels=1, size=28, seed=2)
+        y = torch.arange(96) % 10
+        session = widgets.EditSession(model, x[:64], y[:64], x[64:], y[64:], device=device, n_eval=None,
+                                      trigger=make_trigger("white", channels=1, size=28), target=2)
+        settings = widgets.ExplorerSettings(n_images=32)
+        what = "synthetic data, untrained small CNN (smoke run)"
+    else:
+        from actedit.experiments import VictimSpec, get_retrained, get_victim
+
+        spec = VictimSpec()
+        session = widgets.EditSession.from_victim(get_victim(spec, device=device, progress=False),
+                                                  get_retrained(spec, device=device, progress=False), device=device)
+        settings = widgets.ExplorerSettings()
+        what = "the book's base victim, default explorer settings"
+    explorer = widgets.Explorer(session, settings)
+    result = {"data": what, "goal_s": GOALS["explorer_update_s"]}
+    for draw in (False, True):
+        t = widgets.update_seconds(explorer, repeats=plan["explorer_repeats"], draw=draw)
+        result["with_figure" if draw else "numbers_only"] = t
+    result["meets_goal"] = result["with_figure"]["total"] <= GOALS["explorer_update_s"]
+    return result
+
+
+def _run_measured(command: list[str], cwd: Path, env: dict, logfile: Path) -> dict:
+    """Run ``command``; wall seconds and the peak RSS of its largest process (``wait4`` rusage, children included)."""
+    started = time.perf_counter()
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "returncode": proc.returncode, "peak_rss_gib": usage.ru_maxrss / 2**20,
+            "log": str(logfile)}
+
+
+def bench_book(args) -> dict:
+    """(4) the book build cold (fresh copy: no executed notebooks, no HTML, no model cache) and warm (again)."""
+    work = Path(tempfile.mkdtemp(prefix="actedit-book-bench-"))
+    copy = work / "repo"
+    excludes = [".venv", "_build", ".cache", "book/_executed", "node_modules", ".git", ".pytest_cache",
+                "bench/results"]
+    cmd = ["rsync", "-a"] + [f"--exclude=/{e}" for e in excludes] + [f"{ROOT}/", f"{copy}/"]
+    subprocess.run(cmd, check=True)
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    env = {**os.environ, "PYTHONPATH": str(copy), "ACTEDIT_CACHE": str(copy / ".cache" / "actedit")}
+    command = [sys.executable, "scripts/build_book.py", "--nbval"] + (["--no-html"] if args.book_no_html else [])
+    result = {"command": " ".join(command[1:]), "copy": str(copy), "goals": {
+        k: GOALS[k] for k in ("book_cold_s", "book_warm_s", "book_peak_rss_gib")}}
+    for phase in ("cold", "warm"):
+        log(f"book: {phase} build in {copy} (log: {work / (phase + '.log')})")
+        result[phase] = _run_measured(command, copy, env, work / f"{phase}.log")
+        if result[phase]["returncode"] != 0:
+            result["error"] = f"{phase} build failed; see {work / (phase + '.log')}"
+            break
+    if "error" not in result and not args.keep_book_copy:
+        shutil.rmtree(copy, ignore_errors=True)
+    peak = max(result[p]["peak_rss_gib"] for p in ("cold", "warm") if p in result)
+    result["peak_rss_gib"] = peak
+    result["meets_goal"] = ("error" not in result and result["cold"]["seconds"] <= GOALS["book_cold_s"]
+                            and result["warm"]["seconds"] <= GOALS["book_warm_s"] and peak <= GOALS["book_peak_rss_gib"])
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- output
+
+
+def _s(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _ok(flag) -> str:
+    return "–" if flag is None else ("yes" if flag else "**no**")
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# actedit benchmark ({'quick' if result['quick'] else 'full'})", "",
+             f"{m['device_name']} — {m['usable_cpus']} usable CPUs, {m['torch_threads']} torch threads, "
+             f"torch {m['torch']}, device `{m['device']}`, load average {m['load_average']} at start", ""]
+    if "edit" in result:
+        lines += ["## Edit ÷ one eval-mode forward pass (goal ≤ 1.5)", "",
+                  "| model | N | setting | forward | edit | ratio (median) | ratio (CPU time) | goal met |",
+                  "|---|---:|---|---:|---:|---:|---:|---|"]
+        for r in result["edit"]:
+            lines.append(f"| {r['model']} | {r['n']} | {'BDK' if r['bdk'] else '¬BDK'} ({r['bn']} BN) | "
+                         f"{_s(r['forward_s'])} | {_s(r['edit_s'])} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | "
+                         f"{_ok(r['meets_goal'])} |")
+        lines.append("")
+    if "profile" in result:
+        stages = list(efficiency.PROFILE_STAGES) + ["unattributed", "edit_model"]
+        lines += ["## Where the edit's time goes (median per stage)", "",
+                  "| model | N | setting | " + " | ".join(stages) + " |",
+                  "|---|---:|---|" + "---:|" * len(stages)]
+        for r in result["profile"]:
+            st = r["stages"]
+            lines.append(f"| {r['model']} | {r['n']} | {'BDK' if r['bdk'] else '¬BDK'} | "
+                         + " | ".join(_s(st[k]) for k in stages) + " |")
+        lines += ["", f"(clock: {result['profile'][0]['clock'] if result['profile'] else '–'})", ""]
+    if "methods" in result:
+        mt = result["methods"]
+        lines += [f"## Every method at equal D_U (goal: baseline ≥ 50 × the edit) — {mt['data']}", ""]
+        if mt["baseline_epochs"] is not None:
+            lines += [f"Baseline schedules reduced to {mt['baseline_epochs']} epoch(s).", ""]
+        if mt["baselines_missing"]:
+            lines += [f"Missing baselines: {', '.join(mt['baselines_missing'])} (actedit.baselines not available).", ""]
+        lines += ["| method | N | time | ÷ edit (same setting) | goal met |", "|---|---:|---:|---:|---|"]
+        for r in mt["rows"]:
+            ratio = r.get("ratio")
+            lines.append(f"| {r['name']} | {r['n']} | {_s(r['seconds'])} | "
+                         f"{'–' if ratio is None else f'{ratio:.1f}×'} | {_ok(r.get('meets_goal'))} |")
+        lines.append("")
+    if "explorer" in result:
+        ex = result["explorer"]
+        lines += ["## γ/λ explorer update (goal ≤ 0.5 s)", ""]
+        if "missing" in ex:
+            lines += [f"Not measured: {ex['missing']}.", ""]
+        else:
+            lines += [f"{ex['data']}: numbers only {_s(ex['numbers_only']['total'])}, with the figure "
+                      f"{_s(ex['with_figure']['total'])} — goal met: {_ok(ex['meets_goal'])}", ""]
+    if "book" in result:
+        b = result["book"]
+        lines += ["## Book build (goals: cold ≤ 15 min, warm ≤ 60 s, peak RSS ≤ 4 GiB)", ""]
+        for phase in ("cold", "warm"):
+            if phase in b:
+                lines.append(f"- {phase}: {_s(b[phase]['seconds'])}, peak RSS {b[phase]['peak_rss_gib']:.2f} GiB, "
+                             f"exit {b[phase]['returncode']}")
+        lines += [f"- goals met: {_ok(b['meets_goal'])}" + (f" ({b['error']})" if "error" in b else ""), ""]
+    return "\n".join(lines)
+
+
+def _clean(value):
+    """JSON-safe: NaN/Inf become null (strict JSON has no NaN), tuples become lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def default_output(device: str, quick: bool) -> Path:
+    info = efficiency.machine_info(device)
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{torch.device(device).type}-{info['device_name']}".lower()).strip("-")
+    return ROOT / "bench" / "results" / (f"{slug}.quick.local.json" if quick else f"{slug}.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, synthetic data, no book")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default bench/results/<device>.json)")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--book", action="store_true", help="also time the book build cold and warm (many minutes)")
+    parser.add_argument("--book-no-html", action="store_true", help="book build without jupyter-book (execute+nbval)")
+    parser.add_argument("--keep-book-copy", action="store_true", help="keep the temporary repository copy")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
+    parser.add_argument("--baseline-epochs", type=int, help="reduce every baseline's epochs (default: their configs)")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but CUDA is not available")
+    plan = QUICK if args.quick else FULL
+    sections = list(args.only or [s for s in SECTIONS if s != "book" or args.book])
+    if args.quick and "book" in sections:
+        sections.remove("book")
+    result: dict = {"quick": args.quick, "goals": GOALS, "plan": plan, "machine": efficiency.machine_info(args.device),
+                    "sections": sections}
+    started = time.perf_counter()
+    if "edit" in sections:
+        result["edit"] = bench_edit(plan, args.device)
+    if "profile" in sections:
+        result["profile"] = bench_profile(plan, args.device)
+    if "methods" in sections:
+        result["methods"] = bench_methods(plan, args.device, args.quick, args.baseline_epochs)
+    if "explorer" in sections:
+        result["explorer"] = bench_explorer(plan, args.device, args.quick)
+    if "book" in sections:
+        result["book"] = bench_book(args)
+    result["seconds"] = time.perf_counter() - started
+    result["load_average_end"] = efficiency.machine_info(args.device)["load_average"]
+
+    out = args.out or default_output(args.device, args.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_clean(result), indent=1, default=str, allow_nan=False) + "\n")
+    print(markdown(result))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

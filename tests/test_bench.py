@@ -1,0 +1,181 @@
+"""The benchmark harness (actedit.efficiency) and its entry point (bench/run.py).
+
+Only structure is asserted — keys, types, counts, invariants — never a time: timings depend on the machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from actedit import efficiency
+from actedit.edit import EditConfig
+from actedit.triggers import make_trigger
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3)).eval()
+
+
+def _digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _is_seconds(x: object) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x >= 0
+
+
+def test_time_call_returns_the_result_and_one_run_per_repetition():
+    calls = []
+    result, stats = efficiency.time_call(lambda: calls.append(1) or len(calls), warmup=2, repeats=3)
+    assert result == 5 and len(calls) == 5
+    assert len(stats["runs"]) == 3 and all(_is_seconds(r) for r in stats["runs"])
+    assert stats["min"] <= stats["seconds"] <= stats["max"]
+    assert _is_seconds(stats["cpu_seconds"])
+    with pytest.raises(ValueError, match="repeats"):
+        efficiency.time_call(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        efficiency.time_call(lambda: None, warmup=-1)
+
+
+def test_update_time_has_the_stats_of_time_call():
+    stats = efficiency.update_time(lambda: None, repeats=2)
+    assert set(stats) == {"seconds", "min", "max", "runs", "cpu_seconds"}
+
+
+def test_machine_info_names_cpu_threads_torch_and_device():
+    info = efficiency.machine_info("cpu")
+    for key in ("cpu_model", "logical_cpus", "torch_threads", "torch", "python", "device", "device_name"):
+        assert info[key] not in (None, ""), key
+    assert info["torch"] == torch.__version__
+    json.dumps(info)  # plain data
+
+
+@pytest.mark.parametrize("bdk", [True, False])
+def test_edit_vs_forward_measures_both_and_leaves_the_model_alone(bdk):
+    model = _tiny()
+    before = _digest(model)
+    images = efficiency.synthetic_images(10, channels=1, size=16)
+    trigger = make_trigger("white", channels=1, size=16) if bdk else None
+    r = efficiency.edit_vs_forward(model, images, trigger=trigger, config=EditConfig(batch_size=4), repeats=2)
+    assert r["n"] == 10 and r["bdk"] is bdk and r["bn"] == ("frozen" if bdk else "update") and r["batch_size"] == 4
+    assert len(r["forward_runs"]) == len(r["edit_runs"]) == 2
+    assert all(_is_seconds(r[k]) for k in ("forward_s", "edit_s"))
+    assert r["ratio"] > 0 and r["ratio_of_min"] > 0
+    assert _digest(model) == before and not model.training
+
+
+def test_forward_pass_restores_the_mode_and_update_changes_only_bn_statistics():
+    model = _tiny().train()
+    images = efficiency.synthetic_images(6, channels=1, size=16)
+    efficiency.forward_pass(model, images, batch_size=4)
+    assert model.training
+    frozen = _digest(model)
+    assert frozen == _digest(_tiny().train())
+    efficiency.forward_pass(model, images, batch_size=4, bn="update")
+    assert _digest(model) != frozen and model.training
+
+
+def test_profile_edit_reports_every_stage_and_leaves_the_model_alone():
+    model = _tiny()
+    before = _digest(model)
+    images = efficiency.synthetic_images(6, channels=1, size=16)
+    stages = efficiency.profile_edit(model, images, trigger=make_trigger("white", channels=1, size=16), repeats=1)
+    assert list(stages)[:len(efficiency.PROFILE_STAGES)] == list(efficiency.PROFILE_STAGES)
+    assert {"sum_of_stages", "edit_model", "unattributed"} <= set(stages)
+    assert all(_is_seconds(stages[k]) for k in efficiency.PROFILE_STAGES + ("edit_model",))
+    assert math.isclose(stages["unattributed"], stages["edit_model"] - stages["sum_of_stages"])
+    assert _digest(model) == before
+    no_trigger = efficiency.profile_edit(model, images, repeats=1, clock="cpu")
+    assert no_trigger["trigger"] == 0.0
+    with pytest.raises(ValueError, match="clock"):
+        efficiency.profile_edit(model, images, clock="gpu")
+
+
+def test_method_suite_has_ours_and_the_baselines_with_reduced_schedules():
+    trigger = make_trigger("white", channels=1, size=16)
+    suite = efficiency.method_suite(trigger, target=1, baseline_epochs=0)
+    names = [m.name for m in suite]
+    assert names[:4] == ["ours (BDK)", "ours (¬BDK)", "ours (BDK) +repair", "ours (¬BDK) +repair"]
+    assert {"actFT", "BaEraser", "basicFT", "NAD"} <= set(names)
+    assert {m.name: m.bdk for m in suite}["BaEraser"] is True and {m.name: m.bdk for m in suite}["NAD"] is False
+    chosen = efficiency.method_suite(trigger, include=["NAD", "ours (¬BDK)"])
+    assert [m.name for m in chosen] == ["ours (¬BDK)", "NAD"]
+    with pytest.raises(ValueError, match="unknown"):
+        efficiency.method_suite(trigger, include=["retraining"])
+
+
+def test_adjusted_replaces_fields_recursively_and_ignores_none():
+    from actedit.baselines import BaEraserConfig, NADConfig
+
+    nad = efficiency._adjusted(NADConfig(), epochs=1)
+    assert nad.epochs == 1 and nad.teacher.epochs == 1
+    assert efficiency._adjusted(BaEraserConfig(), target=7, epochs=None).target == 7
+    assert efficiency._adjusted(NADConfig(), epochs=None) == NADConfig()
+
+
+def test_compare_methods_and_time_ratios():
+    model = _tiny()
+    before = _digest(model)
+    images = efficiency.synthetic_images(8, channels=1, size=16)
+    labels = torch.arange(8) % 3
+    trigger = make_trigger("white", channels=1, size=16)
+    suite = efficiency.method_suite(trigger, target=0, baseline_epochs=1,
+                                    include=["ours (BDK)", "ours (¬BDK)", "ours (BDK) +repair", "basicFT"])
+    times, models = efficiency.compare_methods(model, images, labels, suite, edit_repeats=2)
+    assert list(times["name"]) == [m.name for m in suite] and set(models) == set(times["name"])
+    assert all(isinstance(m, nn.Module) and m is not model for m in models.values())
+    assert [len(r) for r in times["runs"]] == [2, 2, 1, 1]
+    assert _digest(model) == before
+    ratios = efficiency.time_ratios(times)
+    edit = ratios.set_index("name")
+    assert edit.loc["ours (BDK)", "ratio"] == 1.0 and edit.loc["ours (¬BDK)", "ratio"] == 1.0
+    assert edit.loc["basicFT", "edit_seconds"] == edit.loc["ours (¬BDK)", "seconds"]
+    assert edit.loc["ours (BDK) +repair", "edit_seconds"] == edit.loc["ours (BDK)", "seconds"]
+
+
+def test_time_ratios_is_nan_without_a_matching_edit():
+    times = pd.DataFrame([{"name": "NAD", "method": "NAD", "bdk": False, "repair": False, "n": 5, "seconds": 2.0}])
+    assert math.isnan(efficiency.time_ratios(times)["ratio"].iloc[0])
+
+
+def test_quick_benchmark_writes_well_formed_json(tmp_path):
+    out = tmp_path / "quick.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--threads", "1", "--out", str(out)],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "# actedit benchmark (quick)" in run.stdout and "| model | N |" in run.stdout
+    result = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert result["quick"] is True and result["sections"] == ["edit", "profile", "methods", "explorer"]
+    assert result["machine"]["torch"] == torch.__version__
+    edit = result["edit"]
+    assert edit and {"model", "n", "bdk", "forward_s", "edit_s", "ratio", "cpu_ratio", "meets_goal"} <= set(edit[0])
+    assert {r["n"] for r in edit} == set(result["plan"]["sizes"])
+    assert all(isinstance(r["meets_goal"], bool) for r in edit)
+    for row in result["profile"]:
+        assert set(efficiency.PROFILE_STAGES) <= set(row["stages"])
+    methods = result["methods"]
+    assert methods["baselines_missing"] == []
+    names = {r["name"] for r in methods["rows"]}
+    assert {"ours (BDK)", "ours (¬BDK)", "actFT", "BaEraser", "basicFT", "NAD"} <= names
+    for r in methods["rows"]:
+        assert isinstance(r["seconds"], float) and isinstance(r["ratio"], float)
+        assert r["meets_goal"] is None if r["method"] == "ours" else isinstance(r["meets_goal"], bool)
+    explorer = result["explorer"]
+    assert "missing" in explorer or {"numbers_only", "with_figure", "meets_goal"} <= set(explorer)

@@ -1,0 +1,73 @@
+"""Tests of actedit.narcissus.narcissus_pattern: the cached Narcissus pattern of a victim specification."""
+import pytest
+import torch
+
+import actedit.narcissus as narcissus
+from actedit.cache import Cache
+from actedit.data import ImageSet, Splits
+from actedit.experiments import VictimSpec
+from actedit.narcissus import POOD, NarcissusConfig, NarcissusPatternConfig, narcissus_pattern
+
+TINY = NarcissusPatternConfig(pood_limit=200, target_images=16, surrogate_epochs=1,
+                              trigger=NarcissusConfig(steps=4, batch_size=8, warmup_epochs=1))
+
+
+def tiny_splits(channels: int = 1, size: int = 28, name: str = "fashion-mnist") -> Splits:
+    g = torch.Generator().manual_seed(0)
+
+    def part(n: int) -> ImageSet:
+        return ImageSet(torch.rand(n, channels, size, size, generator=g), torch.arange(n) % 10)
+
+    return Splits(name=name, num_classes=10, channels=channels, size=size, top_k=1,
+                  class_names=tuple(map(str, range(10))), train=part(60), unseen=part(10), test=part(10))
+
+
+def test_pattern_shape_budget_and_cache(tmp_path, monkeypatch):
+    cache = Cache(tmp_path)
+    spec = VictimSpec(trigger="narcissus", train_limit=60)
+    splits = tiny_splits()
+    delta = narcissus_pattern(spec, splits, cache=cache, config=TINY)
+    assert delta.shape == (1, 28, 28) and delta.dtype == torch.float32
+    assert delta.abs().max() <= TINY.trigger.epsilon + 1e-6
+    assert delta.abs().sum() > 0
+    assert len(list((tmp_path / "narcissus").glob("*.safetensors"))) == 1
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the cached pattern should have been used")
+
+    monkeypatch.setattr(narcissus, "optimize_trigger", no_rebuild)
+    again = narcissus_pattern(spec.with_(epochs=7, lr=0.1), splits, cache=cache, config=TINY)  # recipe not in key
+    assert torch.equal(again, delta)
+    with pytest.raises(AssertionError, match="cached"):
+        narcissus_pattern(spec.with_(target=3), splits, cache=cache, config=TINY)            # target is in it
+
+
+def test_deterministic_on_a_fresh_cache(tmp_path):
+    spec = VictimSpec(trigger="narcissus", train_limit=60)
+    a = narcissus_pattern(spec, tiny_splits(), cache=Cache(tmp_path / "a"), config=TINY)
+    b = narcissus_pattern(spec, tiny_splits(), cache=Cache(tmp_path / "b"), config=TINY)
+    assert torch.equal(a, b)
+
+
+def test_missing_pood_data_raises_a_clear_error(tmp_path):
+    spec = VictimSpec(dataset="cifar10", trigger="narcissus")
+    with pytest.raises(FileNotFoundError, match="out-of-distribution"):
+        narcissus_pattern(spec, tiny_splits(3, 32, "cifar10"), cache=Cache(tmp_path), config=TINY,
+                          data_root=str(tmp_path / "empty"))
+    assert POOD["fashion-mnist"] == ("mnist",) and POOD["mnist"] == ("fashion-mnist",)
+
+
+def test_target_class_must_be_present(tmp_path):
+    splits = tiny_splits()
+    no_target = Splits(**{**splits.__dict__, "train": ImageSet(splits.train.images, torch.zeros(60, dtype=torch.int64))})
+    with pytest.raises(ValueError, match="target class"):
+        narcissus_pattern(VictimSpec(trigger="narcissus"), no_target, cache=Cache(tmp_path), config=TINY)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="target_images"):
+        NarcissusPatternConfig(target_images=0)
+    with pytest.raises(ValueError, match="surrogate_lr"):
+        NarcissusPatternConfig(surrogate_lr=0.0)
+    with pytest.raises(TypeError, match="NarcissusConfig"):
+        NarcissusPatternConfig(trigger={"steps": 3})
