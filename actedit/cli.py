@@ -220,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     det = sub.add_parser("detect", help="§4.3: suspected target class and whether a backdoor is likely",
                          description="Edit without backdoor knowledge (¬BDK) and compare per-class accuracy on the "
                          "labelled images before and after; the class with the largest drop is the suspected "
-                         "target, and a backdoor is likely when that drop stands out from the others (robust "
-                         f"z-score above the threshold). {THRESHOLD_RATIONALE}.")
+                         "target, and a backdoor is likely when that drop exceeds every other class's drop by more "
+                         "than --threshold robust standard deviations of the others (score 'gap'). "
+                         f"{THRESHOLD_RATIONALE}.")
     _add_model(det)
     _add_images(det, labelled=True)
     _add_edit_options(det, bn_help="BatchNorm statistics during extraction (default: update, the paper's ¬BDK)")
@@ -312,7 +313,7 @@ def _load(args: argparse.Namespace, bar: tqdm, timings: dict, *, need_labels: bo
     bar.update()
     with timed() as t:
         data = load_images(args.images, size=args.size, channels=loaded.channels, labels=args.labels,
-                           progress=not args.no_progress)
+                           progress=False if args.no_progress else None)
     timings["load_images_s"] = t.seconds
     bar.update()
     check_images(data.images, channels=loaded.channels)
@@ -460,8 +461,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         "model": {"arch": args.arch, "weights": args.weights, "format": loaded.format, "num_classes": args.num_classes,
                   "channels": loaded.channels, "size": args.size,
                   "parameters": sum(p.numel() for p in model.parameters())},
-        "images": {"source": data.source, "layout": data.layout, "count": len(data), "labelled": data.labels is not None,
-                   "eval_source": args.eval_images or data.source},
+        "images": {"source": data.source, "layout": data.layout, "count": len(data),
+                   "labelled": data.labels is not None, "eval_source": args.eval_images or data.source},
         "target_inferred": inferred is not None, "target_inferred_share_%": inferred,
         "timings": timings, "factors": [f.summary() for f in factors.values()], "metrics": metrics,
         "out": args.out})

@@ -102,27 +102,34 @@ def _check_counts(warmup: int, repeats: int) -> None:
 
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
-              device: str | torch.device | None = None) -> tuple[Any, dict[str, Any]]:
-    """Call ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed; ``(last result, stats)``.
+              device: str | torch.device | None = None, budget_s: float | None = None,
+              warmup_fn: Callable[[], Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Call ``warmup_fn()`` (default ``fn``) ``warmup`` times untimed, then ``fn()`` up to ``repeats`` times timed;
+    ``(last result, stats)``.
 
-    ``stats`` is ``{"seconds": median wall time, "min": …, "max": …, "runs": [wall seconds per repetition],
-    "cpu_seconds": median CPU time of this process}``. CPU time is what the call consumed whatever else ran on the
-    machine; on a loaded machine it is the steadier of the two (with one torch thread it equals the wall time of an
-    idle machine).
+    ``budget_s`` stops the repetitions early once the timed runs add up to more than that many seconds (at least one
+    run always happens): long calls need fewer repetitions for a stable median. ``stats`` is ``{"seconds": median
+    wall time, "min": …, "max": …, "runs": [wall seconds per repetition], "cpu_seconds": median CPU time of this
+    process}``. CPU time is what the call consumed whatever else ran on the machine; on a loaded machine it is the
+    steadier of the two (with one torch thread it is close to the wall time of an idle machine).
 
     >>> result, stats = time_call(lambda: sum(range(100)), repeats=3)
     >>> result, len(stats["runs"])
     (4950, 3)
     """
     _check_counts(warmup, repeats)
+    if budget_s is not None and not budget_s >= 0:
+        raise ValueError(f"budget_s must be None or a non-negative number of seconds, got {budget_s!r}")
     result = None
     for _ in range(warmup):
-        result = fn()
+        result = (warmup_fn or fn)()
     runs, cpu = [], []
     for _ in range(repeats):
         result, wall, used = _timed_call(fn, device)
         runs.append(wall)
         cpu.append(used)
+        if budget_s is not None and sum(runs) > budget_s:
+            break
     return result, _stats(runs, cpu)
 
 
@@ -403,21 +410,28 @@ def _baseline_runner(fn: Callable, bdk: bool, trigger: Trigger, config: Any, dev
 
 def compare_methods(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[Method], *,
                     warmup: int = 0, repeats: int = 1, edit_warmup: int = 1, edit_repeats: int = 5,
-                    device: str | torch.device = "cpu") -> tuple[pd.DataFrame, dict[str, nn.Module]]:
+                    edit_budget_s: float | None = None, device: str | torch.device = "cpu"
+                    ) -> tuple[pd.DataFrame, dict[str, nn.Module]]:
     """Time every method on the same D_U; ``(times, models)``.
 
-    The edits (methods "ours" without repair) take a fraction of a second and get ``edit_warmup``/``edit_repeats``;
-    every other method (training for seconds to minutes) gets ``warmup``/``repeats`` (default one timed run: the
-    edit's warm-up already paid the process's one-off costs). ``times`` has one row per method: ``name, method,
-    bdk, repair, n, seconds`` (median), ``min, max, runs``; ``models[name]`` is the model of the last run.
-    Use :func:`time_ratios` for each method's time ÷ the edit's in the same setting.
+    The edits (methods "ours" without repair) are fast: each gets ``edit_warmup`` warm-up runs on the first
+    ``EditConfig.batch_size`` images (one-off costs, not a second full run) and up to ``edit_repeats`` timed runs,
+    fewer once they add up to ``edit_budget_s`` seconds. Every other method (training for seconds to minutes) gets
+    ``warmup``/``repeats`` (default one timed run: the edits' warm-up already paid the process's one-off costs).
+    ``times`` has one row per method: ``name, method, bdk, repair, n, seconds`` (median), ``min, max, runs,
+    cpu_seconds``; ``models[name]`` is the model of the last run. :func:`time_ratios` divides by the edit's time.
     """
     check_images(images)
     rows, models = [], {}
+    head = slice(0, EditConfig().batch_size)
     for m in methods:
         quick = m.method == "ours" and not m.repair
-        w, r = (edit_warmup, edit_repeats) if quick else (warmup, repeats)
-        result, stats = time_call(lambda: m.run(model, images, labels), warmup=w, repeats=r, device=device)
+        run = lambda: m.run(model, images, labels)  # noqa: E731
+        if quick:
+            result, stats = time_call(run, warmup=edit_warmup, repeats=edit_repeats, budget_s=edit_budget_s,
+                                      warmup_fn=lambda: m.run(model, images[head], labels[head]), device=device)
+        else:
+            result, stats = time_call(run, warmup=warmup, repeats=repeats, device=device)
         models[m.name] = result
         rows.append({"name": m.name, "method": m.method, "bdk": m.bdk, "repair": m.repair, "n": images.shape[0],
                      **stats})

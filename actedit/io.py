@@ -235,7 +235,7 @@ def load_model(arch: str, path: str | os.PathLike, *, num_classes: int, size: in
 
 
 def format_for_suffix(path: str | os.PathLike) -> str | None:
-    """The format a file name promises (``.safetensors`` → safetensors; ``.pt/.pth/.bin/.ckpt`` → torch), or None."""
+    """The format a file name promises: ``.safetensors`` → safetensors, ``.pt/.pth/.bin/.ckpt`` → torch, else None."""
     return _SUFFIX_FORMAT.get(Path(path).suffix.lower())
 
 
@@ -334,7 +334,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _convert_channels(x: torch.Tensor, channels: int, source: str) -> torch.Tensor:
-    """``[N, c, h, w]`` → ``[N, channels, h, w]``: alpha dropped, RGB → grey by BT.601 luma, grey → RGB repeated."""
+    """``[N, c, h, w]`` → ``[N, channels, h, w]``: alpha dropped, RGB → grey by BT.601 luma, grey → RGB copied."""
     c = x.shape[1]
     if c in (2, 4):          # grey+alpha, RGBA: drop alpha, as PIL's convert does
         x, c = x[:, :c - 1], c - 1
@@ -347,7 +347,7 @@ def _convert_channels(x: torch.Tensor, channels: int, source: str) -> torch.Tens
     raise ValueError(f"{source}: images with {c} channels cannot be converted to {channels}; use 1, 3 or 4 channels")
 
 
-def _load_folder(folder: Path, size: int, channels: int, progress: bool):
+def _load_folder(folder: Path, size: int, channels: int, progress: bool | None):
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and _visible(d))
     classes = [d for d in subdirs if _image_files(d)]
     top = _image_files(folder)
@@ -369,7 +369,8 @@ def _load_folder(folder: Path, size: int, channels: int, progress: bool):
         raise ValueError(f"{folder}: no PNG or JPEG images found (looked for {', '.join(IMAGE_SUFFIXES)} directly in "
                          "it and in its sub-folders)")
     out = torch.empty(len(files), channels, size, size)
-    for i, f in enumerate(tqdm(files, desc="read images", disable=not progress, leave=False)):
+    disable = None if progress is None else not progress      # None: a bar only on a terminal
+    for i, f in enumerate(tqdm(files, desc="read images", disable=disable, leave=False)):
         out[i] = _resize(_decode_file(f, channels)[None], size)[0]
     rel = tuple(str(f.relative_to(folder)) for f in files)
     return out, label_tensor, rel, class_names, layout
@@ -471,7 +472,7 @@ def load_labels(path: str | os.PathLike) -> torch.Tensor:
 
 
 def load_images(path: str | os.PathLike, *, size: int, channels: int, labels: str | os.PathLike | None = None,
-                progress: bool = False) -> ImageData:
+                progress: bool | None = False) -> ImageData:
     """Read the defender's images: an ImageFolder tree, a flat folder of PNG/JPEG files, or an ``.npz``.
 
     - **ImageFolder** (``root/<class>/*.png``): labels from the class folders — the folder name itself when every
@@ -484,7 +485,8 @@ def load_images(path: str | os.PathLike, *, size: int, channels: int, labels: st
 
     Every image is converted to ``channels`` (alpha dropped; RGB → grey by BT.601 luma; grey → RGB repeated) and
     resized to ``size`` × ``size`` (bilinear, antialiased; non-square images are stretched). ``labels`` (a file for
-    :func:`load_labels`) overrides the source's labels.
+    :func:`load_labels`) overrides the source's labels. ``progress``: a tqdm bar while decoding files (``None``: only
+    when stderr is a terminal).
 
     Shape: returns ``ImageData.images`` ``float32 [N, channels, size, size]`` in [0, 1].
     """

@@ -391,7 +391,7 @@ def _check(name: str, value: object, spec: Any) -> None:
     raise TypeError(f"check_params: cannot read the spec {spec!r} given for {name!r}")
 
 
-def check_params(values: Mapping[str, Any], **specs: Any) -> dict[str, Any]:
+def check_params(values: Mapping[str, Any], /, **specs: Any) -> dict[str, Any]:
     """Check a chapter's (papermill-injected) parameters; raise naming the first bad one.
 
     ``values`` holds the parameters (in a notebook: ``globals()``); each keyword names one and gives its spec:

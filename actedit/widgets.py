@@ -275,10 +275,15 @@ class EditSession:
         return {**result, "score": score(result["asr"], asr_v, result["acc"], self.retrained_acc)}
 
     def _cut(self, extraction: Extraction) -> int:
-        """Index of the first child of an ``nn.Sequential`` that holds a layer of L (0: nothing to reuse)."""
-        if not isinstance(extraction.model, nn.Sequential):
+        """Index of the first child of an ``nn.Sequential`` that holds a layer of L (0: nothing to reuse).
+
+        Only models whose forward is ``nn.Sequential``'s own (children applied in order) qualify; a subclass
+        with its own ``forward`` may do more than chain its children.
+        """
+        model = extraction.model
+        if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
             return 0
-        names = [name for name, _ in extraction.model.named_children()]
+        names = [name for name, _ in model.named_children()]
         firsts = {layer.split(".", 1)[0] for layer in extraction.layers}
         return min(names.index(name) for name in firsts)
 
@@ -294,8 +299,11 @@ class EditSession:
             return self._fronts[key]
         front = copy.deepcopy(front).eval()
         keep = self.test_labels != self.target
-        run = lambda x: torch.cat([front(x[i:i + self.batch_size].to(self.device)).cpu()  # noqa: E731
-                                   for i in range(0, x.shape[0], self.batch_size)])
+
+        def run(x: torch.Tensor) -> torch.Tensor:  # in the batches evaluate() uses
+            return torch.cat([front(x[i:i + self.batch_size].to(self.device)).cpu()
+                              for i in range(0, x.shape[0], self.batch_size)])
+
         clean = run(self.test_images)
         triggered = run(self.verify_trigger(self.test_images[keep])) if keep.any() else clean[:0]
         self._fronts[key] = result = _Front(cut, clean, clean[keep], triggered)

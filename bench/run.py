@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -172,29 +173,46 @@ def bench_explorer(plan: dict, device: str, quick: bool) -> dict:
     return result
 
 
+# Runs a command and records the peak RSS of its largest descendant. It must be a small process of its own: on
+# Linux a child's ru_maxrss starts from its parent's RSS at fork, which for this script (torch loaded) is large.
+_MEASURE = ("import json, resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+            "json.dump({'returncode': rc, 'maxrss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}, "
+            "open(sys.argv[1], 'w'))")
+
+
 def _run_measured(command: list[str], cwd: Path, env: dict, logfile: Path) -> dict:
-    """Run ``command``; wall seconds and the peak RSS of its largest process (``wait4`` rusage, children included)."""
+    """Run ``command``; wall seconds and the peak resident memory of its largest process (children included)."""
+    report = logfile.with_suffix(".rusage.json")
     started = time.perf_counter()
     with open(logfile, "w") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        subprocess.run([sys.executable, "-c", _MEASURE, str(report), *command], cwd=cwd, env=env, stdout=out,
+                       stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "returncode": proc.returncode, "peak_rss_gib": usage.ru_maxrss / 2**20,
+    usage = json.loads(report.read_text())
+    return {"seconds": seconds, "returncode": usage["returncode"], "peak_rss_gib": usage["maxrss_kib"] / 2**20,
             "log": str(logfile)}
+
+
+# What a fresh clone does not have (build outputs, caches) or the copy shares by link (.venv).
+_NOT_COPIED = {".venv", "_build", ".cache", "book/_executed", "node_modules", ".git", ".pytest_cache", "bench/results"}
+
+
+def _copy_repository(src: Path, dst: Path) -> None:
+    """Copy the working tree to ``dst`` without build outputs and caches (what a fresh clone plus setup has)."""
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        rel = Path(folder).relative_to(src)
+        return {n for n in names if (rel / n).as_posix() in _NOT_COPIED or n == "__pycache__"}
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore)
 
 
 def bench_book(args) -> dict:
     """(4) the book build cold (fresh copy: no executed notebooks, no HTML, no model cache) and warm (again)."""
     work = Path(tempfile.mkdtemp(prefix="actedit-book-bench-"))
     copy = work / "repo"
-    excludes = [".venv", "_build", ".cache", "book/_executed", "node_modules", ".git", ".pytest_cache",
-                "bench/results"]
-    cmd = ["rsync", "-a"] + [f"--exclude=/{e}" for e in excludes] + [f"{ROOT}/", f"{copy}/"]
-    subprocess.run(cmd, check=True)
+    _copy_repository(ROOT, copy)
     (copy / ".venv").symlink_to(ROOT / ".venv")
     env = {**os.environ, "PYTHONPATH": str(copy), "ACTEDIT_CACHE": str(copy / ".cache" / "actedit")}
-    command = [sys.executable, "scripts/build_book.py", "--nbval"] + (["--no-html"] if args.book_no_html else [])
+    command = [sys.executable, "scripts/build_book.py", *shlex.split(args.book_args)]
     result = {"command": " ".join(command[1:]), "copy": str(copy), "goals": {
         k: GOALS[k] for k in ("book_cold_s", "book_warm_s", "book_peak_rss_gib")}}
     for phase in ("cold", "warm"):
@@ -306,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file to write (default bench/results/<device>.json)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--book", action="store_true", help="also time the book build cold and warm (many minutes)")
-    parser.add_argument("--book-no-html", action="store_true", help="book build without jupyter-book (execute+nbval)")
+    parser.add_argument("--book-args", default="--nbval", metavar="ARGS",
+                        help="arguments of scripts/build_book.py for --book (default: --nbval, i.e. `make book`)")
     parser.add_argument("--keep-book-copy", action="store_true", help="keep the temporary repository copy")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--baseline-epochs", type=int, help="reduce every baseline's epochs (default: their configs)")

@@ -217,3 +217,64 @@ def test_retrain_is_get_retrained(monkeypatch):
     assert retrain(VictimSpec(seed=3)) == "R" and seen["spec"].seed == 3
     with pytest.raises(TypeError, match="VictimSpec"):
         retrain("spec")
+
+
+def tiny_victim(channels: int = 1):
+    from actedit.data import ImageSet, Splits
+    from actedit.experiments import Victim
+    from actedit.poisoning import PoisonConfig, poison
+
+    g = torch.Generator().manual_seed(2)
+
+    def part(n):
+        return ImageSet(torch.rand(n, channels, 16, 16, generator=g), torch.arange(n) % 4)
+
+    splits = Splits(name="tiny", num_classes=4, channels=channels, size=16, top_k=1,
+                    class_names=("a", "b", "c", "d"), train=part(40), unseen=part(24), test=part(20))
+    trigger = make_trigger("white", channels=channels, size=16)
+    spec = VictimSpec(dataset="fashion-mnist", target=1, epochs=1, batch_size=8)
+    poisoned = poison(splits.train, trigger, PoisonConfig(rate=0.1, target=1))
+    return Victim(spec, tiny_model(channels).eval(), splits, trigger, trigger.magnified(3), poisoned)
+
+
+def test_run_comparison_scores_every_method_and_leaves_the_victim_alone():
+    from actedit.baselines import METHODS, run_comparison, victim_configs
+
+    victim = tiny_victim()
+    before = state_hash(victim.model)
+    configs = victim_configs(victim)
+    assert configs["BaEraser"].target == 1 and configs["basicFT"].epochs == 1 and configs["NAD"].epochs == 2
+    fast = {"actFT": ActFTConfig(batch_size=8), "BaEraser": BaEraserConfig(target=1, batch_size=8)}
+    rows = run_comparison(victim, tiny_model(1).eval(), n_ours=8, n_baselines=16, configs=fast, n_eval=12)
+    assert state_hash(victim.model) == before
+    assert list(rows["method"]) == ["victim", "retrained"] + [m for m, _ in METHODS]
+    assert rows["score"].iloc[:2].isna().all()
+    assert (rows["score"].iloc[2:].notna() == (rows["asr"].iloc[0] > 0)).all()    # Eq. 6 needs ASR^V > 0
+    assert list(rows["samples"].iloc[2:]) == [16, 16, 8, 16, 16, 8]
+    assert set(rows.columns) == {"method", "bdk", "samples", "asr", "acc", "ctca", "score", "seconds"}
+    with pytest.raises(ValueError, match="unknown method"):
+        run_comparison(victim, victim.model, methods=[("ours", None)])
+
+
+def test_score_table_and_best_methods_from_tidy_frames():
+    import pandas as pd
+
+    from actedit import paper
+    from actedit.baselines import best_methods, score_table
+
+    p3 = paper.table3()
+    assert (best_methods(p3, "trigger", True) == "ours").sum() == 7          # the paper: 7 of 8 under BDK
+    assert (best_methods(paper.table4(), "trigger", False) == "ours").sum() == 7
+    ours = pd.DataFrame([
+        {"trigger": "white", "method": "victim", "bdk": None, "metric": "asr", "mean": 95.0, "std": float("nan")},
+        {"trigger": "white", "method": "victim", "bdk": None, "metric": "acc", "mean": 85.0, "std": float("nan")},
+        {"trigger": "white", "method": "actFT", "bdk": True, "metric": "score", "mean": 80.0, "std": 1.0},
+        {"trigger": "white", "method": "ours", "bdk": True, "metric": "score", "mean": 90.0, "std": float("nan")},
+        {"trigger": "white", "method": "ours", "bdk": False, "metric": "score", "mean": 10.0, "std": float("nan")},
+    ])
+    table = score_table(p3, ours, "trigger", True, labels={"white": "(a) White"})
+    row = table.loc["(a) White"]
+    assert row[("victim (ASR/ACC)", "ours")] == "95.00/85.00" and row[("victim (ASR/ACC)", "paper")] == "94.53/70.50"
+    assert row[("actFT", "ours")] == "80.00 ± 1.00" and row[("BaEraser", "ours")] == "–"
+    assert row[("best", "ours")] == "ours" and row[("best", "paper")] == "actFT"
+    assert len(table) == 8

@@ -54,6 +54,15 @@ def test_time_call_returns_the_result_and_one_run_per_repetition():
         efficiency.time_call(lambda: None, warmup=-1)
 
 
+def test_time_call_budget_stops_early_and_warmup_fn_replaces_the_warm_up():
+    seen = []
+    _, stats = efficiency.time_call(lambda: seen.append("run"), warmup=1, repeats=5, budget_s=0.0,
+                                    warmup_fn=lambda: seen.append("warm"))
+    assert seen == ["warm", "run"] and len(stats["runs"]) == 1
+    with pytest.raises(ValueError, match="budget_s"):
+        efficiency.time_call(lambda: None, budget_s=-1.0)
+
+
 def test_update_time_has_the_stats_of_time_call():
     stats = efficiency.update_time(lambda: None, repeats=2)
     assert set(stats) == {"seconds", "min", "max", "runs", "cpu_seconds"}

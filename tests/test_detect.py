@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from actedit.data import ImageSet
-from actedit.detect import STATISTICS, DetectConfig, backdoor_score, class_drops, detect
+from actedit.detect import (STATISTICS, THRESHOLD_RATIONALE, DetectConfig, backdoor_score, class_drops, detect,
+                            false_alarm_rate)
 from actedit.edit import EditConfig
 from actedit.models import build_model
 from actedit.poisoning import PoisonConfig, poison
@@ -63,21 +64,40 @@ def state_hash(model: torch.nn.Module) -> str:
 
 def test_outlier_drop_scores_high_and_names_its_class():
     drops = [2.0, -1.0, 0.5, 3.0, 85.0, 1.0, -2.0, 0.0, 1.5, 2.5]
-    cls, z = backdoor_score(drops, "robust_z")
-    assert cls == 4 and z > 10
-    cls, ratio = backdoor_score(drops, "ratio")
-    assert cls == 4 and ratio == pytest.approx(85.0 / 3.0)
+    # rest: median 1.0, MAD 1.0 -> sigma 1.4826; gap (85 - 3) / sigma, z (85 - 1) / sigma
+    cls, gap = backdoor_score(drops, "gap")
+    assert cls == 4 and gap == pytest.approx(82.0 / 1.4826)
+    assert backdoor_score(drops, "robust_z") == (4, pytest.approx(84.0 / 1.4826))
+    assert backdoor_score(drops, "ratio") == (4, pytest.approx(85.0 / 3.0))
+    assert DetectConfig().statistic == "gap" and gap > DetectConfig().threshold
+
+
+def test_two_falling_classes_are_not_a_backdoor_under_gap():
+    """The clean-model pattern on Fashion-MNIST: two confusable classes collapse together."""
+    drops = [0.9, 0.0, 70.4, -2.3, -9.8, -3.2, 73.1, 0.0, 1.1, 2.7]
+    threshold = DetectConfig().threshold
+    assert backdoor_score(drops, "gap")[1] < threshold < backdoor_score(drops, "robust_z")[1]
 
 
 def test_even_drops_score_low():
     drops = [10.0, 12.0, 9.0, 11.0, 13.0, 10.5, 12.5, 9.5, 11.5, 10.0]
-    assert backdoor_score(drops, "robust_z")[1] < DetectConfig().threshold
+    for statistic in ("gap", "robust_z"):
+        assert backdoor_score(drops, statistic)[1] < DetectConfig().threshold
     assert backdoor_score(drops, "ratio")[1] < 1.1
 
 
 def test_floor_keeps_identical_drops_finite():
-    cls, z = backdoor_score([0.0] * 9 + [5.0], "robust_z", floor=1.0)
-    assert cls == 9 and z == pytest.approx(5.0)
+    for statistic in STATISTICS:
+        cls, score = backdoor_score([0.0] * 9 + [5.0], statistic, floor=1.0)
+        assert cls == 9 and score == pytest.approx(5.0)
+
+
+def test_false_alarm_rate_under_noise():
+    rate = false_alarm_rate(DetectConfig().threshold, trials=20_000)
+    assert 0.01 < rate < 0.05                                   # "about 2.5 %" of THRESHOLD_RATIONALE
+    assert "2.5 %" in THRESHOLD_RATIONALE
+    assert false_alarm_rate(3.5, statistic="robust_z", trials=20_000) > 3 * rate
+    assert false_alarm_rate(3.5, trials=1000, seed=1) == false_alarm_rate(3.5, trials=1000, seed=1)
 
 
 def test_nan_classes_are_ignored_and_too_few_refused():
@@ -86,6 +106,8 @@ def test_nan_classes_are_ignored_and_too_few_refused():
         backdoor_score([math.nan, 50.0, 1.0], "robust_z")
     with pytest.raises(ValueError, match="unknown statistic"):
         backdoor_score([1.0, 2.0, 3.0], "zscore")
+    with pytest.raises(ValueError, match="unknown statistic"):
+        false_alarm_rate(3.5, statistic="zscore")
 
 
 def test_class_drops():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from actedit import paper
-from actedit.report import (Check, aggregate, check_params, draw_unseen, fmt, list_of, not_run, number, optional,
-                            side_by_side, within)
+from actedit.report import (Check, aggregate, check_params, draw_unseen, edit_pattern, fmt, list_of, not_run, number,
+                            optional, run_edit_grid, side_by_side, wide, within)
 
 # ------------------------------------------------------------------------------------------------------------------
 # paper
@@ -205,3 +205,78 @@ def test_draw_unseen_is_seeded_and_checked():
         draw_unseen(images, labels, 21, seed=0)
     with pytest.raises(ValueError, match="positive"):
         draw_unseen(images, labels, 0, seed=0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# report: wide, edit_pattern, run_edit_grid
+
+
+def test_wide_one_row_per_key_with_note_and_verdict():
+    p = paper.table1().query("dataset in ['mnist', 'cifar10']")
+    ours = aggregate([{"dataset": "mnist", "bdk": True, "state": "base", "asr": 0.0, "acc": 70.0, "ctca": 0.0},
+                      {"dataset": "fashion-mnist", "bdk": True, "state": "base", "asr": 0.0, "acc": 80.0,
+                       "ctca": 0.0}], by=["dataset", "bdk", "state"])
+    sbs = side_by_side(p, ours, on=["dataset", "bdk", "state"], metrics=["asr", "acc", "ctca"], criterion=within(10),
+                       stem="x")
+    w = wide(sbs, ["dataset", "bdk", "state"], stem="x", notes={"fashion-mnist": "extra"})
+    assert len(w) == 2 * 5 + 1
+    row = w.loc[("mnist", "BDK", "Base")]
+    assert (row[("ACC ↑", "paper")], row[("ACC ↑", "ours")], row[("reproduced?", "")]) == \
+        ("86.04 ± 1.20", "70.00", "no (ACC)")
+    skipped = w.loc[("cifar10", "BDK", "Base")]
+    assert skipped[("ASR ↓", "ours")] == "–" and skipped[("note", "")] == not_run("x")
+    assert skipped[("reproduced?", "")] == "not run"
+    assert w.loc[("fashion-mnist", "BDK", "Base")][("note", "")] == "extra"
+
+
+def test_edit_pattern_on_the_papers_rows():
+    t1 = paper.table1()
+    mnist = edit_pattern(t1[t1["dataset"] == "mnist"], num_classes=10).set_index("claim")["holds"]
+    assert mnist["BDK: ASR ≤ 1 %"] and mnist["BDK: CTCA ≤ 5 %"]
+    assert not mnist["¬BDK: ASR ≤ 1 %"]                 # the paper's grayscale exception
+    cinic = edit_pattern(t1[t1["dataset"] == "cinic10"], num_classes=10).set_index("claim")["holds"]
+    assert not cinic["BDK +repair: CTCA ≥ ½ victim ACC"]  # "exclusively negative influence" of repair on CINIC10
+    partial = edit_pattern(t1[(t1["dataset"] == "mnist") & (t1["state"] != "repair")], num_classes=10)
+    assert partial.set_index("claim")["holds"]["BDK +repair: ASR ≤ 10 %"] is None
+
+
+class _Splits:
+    def __init__(self, unseen, test):
+        self.unseen, self.test = unseen, test
+
+
+class _Victim:
+    """The parts of actedit.experiments.Victim that run_edit_grid uses."""
+
+    def __init__(self):
+        from actedit.data import ImageSet
+        from actedit.metrics import evaluate
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                         torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).eval()
+        make = lambda n: ImageSet(torch.rand(n, 1, 8, 8), torch.arange(n) % 3)  # noqa: E731
+        self.splits = _Splits(make(16), make(12))
+        self.trigger = self.verify_trigger = lambda x: torch.cat([x[..., :6, :], torch.ones_like(x[..., 6:, :])], -2)
+        self._evaluate = evaluate
+
+    def evaluate(self, model=None, *, device="cpu"):
+        t = self.splits.test
+        return self._evaluate(model or self.model, t.images, t.labels, trigger=self.verify_trigger, target=2,
+                              num_classes=3, device=device)
+
+
+def test_run_edit_grid_records_and_leaves_the_victim_alone():
+    victim = _Victim()
+    state = {k: v.clone() for k, v in victim.model.state_dict().items()}
+    runs = run_edit_grid(victim, samples=[4, 8], seeds=[0, 1], repair_lrs=[1e-3])
+    assert list(runs.columns) == ["seed", "samples", "bdk", "state", "lr", "asr", "acc", "ctca", "seconds"]
+    assert len(runs) == 2 * 2 * 2 * 2          # seeds × samples × BDK/¬BDK × (base, one repair)
+    assert runs.loc[runs["state"] == "base", "lr"].isna().all()
+    assert (runs.loc[runs["state"] == "repair", "lr"] == 1e-3).all()
+    assert runs[["asr", "acc", "ctca"]].apply(lambda c: c.between(0, 100) | c.isna()).all().all()
+    assert all(torch.equal(state[k], v) for k, v in victim.model.state_dict().items())
+    again = run_edit_grid(victim, samples=[4], seeds=[0], bdk=[True])
+    first = runs.query("samples == 4 and seed == 0 and bdk == True and state == 'base'")
+    assert again[["asr", "acc", "ctca"]].values.tolist() == first[["asr", "acc", "ctca"]].values.tolist()
+    with pytest.raises(ValueError, match="pool holds 16"):
+        run_edit_grid(victim, samples=[32])

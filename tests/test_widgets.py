@@ -272,3 +272,38 @@ def test_evaluation_subset_is_fixed_and_seeded(victim):
     a, b, c = make_session(victim), make_session(victim), make_session(victim, seed=1)
     assert torch.equal(a.test_images, b.test_images) and a.test_images.shape[0] == 120
     assert not torch.equal(a.test_labels, c.test_labels) or not torch.equal(a.test_images, c.test_images)
+
+
+def test_from_victim_uses_the_chapters_draw_and_measures_r(victim):
+    """from_victim orders D_U as report.draw_unseen does and measures ACC^R on the evaluation subset."""
+    from types import SimpleNamespace
+
+    from actedit.data import ImageSet
+    from actedit.report import draw_unseen
+
+    x, y = victim["unseen"]
+    tx, ty = victim["test"]
+    splits = SimpleNamespace(unseen=ImageSet(x, y), test=ImageSet(tx, ty), top_k=1, num_classes=CLASSES)
+    stub = SimpleNamespace(model=victim["model"], splits=splits, trigger=victim["trigger"],
+                           verify_trigger=victim["trigger"], spec=SimpleNamespace(target=TARGET))
+    session = EditSession.from_victim(stub, victim["model"], seed=3, n_eval=100)
+    expected_x, _ = draw_unseen(x, y, 10, 3)
+    assert torch.equal(session.unseen_images[:10], expected_x)
+    assert session.retrained_acc == session.victim_metrics["acc"]   # R here is the victim itself
+    assert session.test_images.shape[0] == 100
+
+
+def test_sequential_with_its_own_forward_is_evaluated_whole(victim):
+    """A Sequential subclass with its own forward may do more than chain its children: no front reuse."""
+
+    class Scaled(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) * 2.0
+
+    model = Scaled(*tiny_cnn())
+    model.load_state_dict(victim["model"].state_dict())
+    model.eval()
+    session = make_session(victim, model=model)
+    s = ExplorerSettings(n_images=16, gamma=1.0)
+    assert session.evaluate_edit(s)[0] == make_session(victim, model=model, reuse_front=False).evaluate_edit(s)[0]
+    assert not session._fronts
