@@ -35,7 +35,7 @@ from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, apply_factors, compute
 from .io import detect_format, format_for_suffix, load_images, load_model, load_patch, save_weights
 from .metrics import evaluate, predict
 from .models import MODELS
-from .repair import repair
+from .repair import RepairConfig, repair
 from .seeding import set_seed
 from .timing import timed
 from .triggers import TRIGGERS, PatchTrigger, make_trigger
@@ -116,7 +116,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--arch", required=True, choices=MODELS, help="architecture the weights were saved from")
     g.add_argument("--weights", required=True, metavar="FILE",
-                   help="state dict as .safetensors or a torch file (read with weights_only=True; never unpickled)")
+                   help="state dict as .safetensors or a torch file (torch.load weights_only=True: tensors only, "
+                        "no code in the file runs)")
     g.add_argument("--num-classes", required=True, type=_positive_int, metavar="K", help="number of classes")
     g.add_argument("--channels", type=int, choices=(1, 3), default=None,
                    help="input channels (default: those of the weights' first convolution)")
@@ -152,7 +153,7 @@ def _add_trigger(p: argparse.ArgumentParser) -> None:
 def _add_run(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps (default: cpu)")
-    g.add_argument("--seed", type=_int, default=0, help="random seed (default: 0)")
+    g.add_argument("--seed", type=_int, default=0, help="seed of the repair shuffle and the noise trigger (default: 0)")
     g.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
                    help="images per forward pass (default: 64)")
     g.add_argument("--report", metavar="JSON", help="write a JSON report here")
@@ -196,8 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = edit.add_argument_group("repair (§3.1, Table 8)")
     g.add_argument("--repair", action="store_true", help="fine-tune the edited model one epoch on the labelled "
                    "images (and on them with the trigger, under BDK)")
-    g.add_argument("--lr", type=_non_negative, default=1e-2, help="repair learning rate (default: 0.01, Table 8)")
-    g.add_argument("--repair-epochs", type=_positive_int, default=1, metavar="N", help="repair epochs (default: 1)")
+    r = RepairConfig()
+    g.add_argument("--lr", type=_non_negative, default=r.lr, help=f"repair learning rate (default: {r.lr:g}, Table 8)")
+    g.add_argument("--repair-epochs", type=_positive_int, default=r.epochs, metavar="N",
+                   help=f"repair epochs (default: {r.epochs}, §3.1)")
     g = edit.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="FILE", help="where to write the edited weights (same format "
                    "as --weights)")
@@ -426,7 +429,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         if args.repair:
             with timed(args.device) as t:
                 edited = repair(edited, data.images, data.labels, trigger=trigger, lr=args.lr,
-                                epochs=args.repair_epochs, device=args.device, progress=False).eval()
+                                epochs=args.repair_epochs, config=RepairConfig(seed=args.seed), device=args.device,
+                                progress=False).eval()
             timings["repair_s"] = t.seconds
             bar.update()
         if eval_y is not None:

@@ -55,8 +55,8 @@ class DetectConfig:
             per-class accuracy is measured on all of them.
         statistic: ``"gap"``, ``"robust_z"`` or ``"ratio"`` (module docstring).
         threshold: score above which a backdoor is declared. See :data:`THRESHOLD_RATIONALE`.
-        floor: lower bound, in percentage points, of the spread (robust_z) or the second drop (ratio), so that
-            a few identical drops do not give an infinite score; about the accuracy resolution of one image in a
+        floor: lower bound, in percentage points, of the spread σ̂ (gap, robust_z) or the second drop (ratio), so
+            that a few identical drops do not give an infinite score; about the accuracy resolution of one image in a
             class of 100.
         min_per_class: classes with fewer labelled images are left out (their accuracy is too coarse).
         batch_size, device: for the forward passes.

@@ -38,7 +38,7 @@ from .edit import EditConfig, apply_factors, compute_factors, edit_model, extrac
 from .repair import repair
 from .seeding import generator
 from .timing import timed
-from .validation import check_images
+from .validation import check_images, check_trigger_output
 
 __all__ = ["machine_info", "time_call", "forward_pass", "edit_vs_forward", "profile_edit", "Method",
            "method_suite", "compare_methods", "time_ratios", "update_time", "synthetic_images", "PROFILE_STAGES"]
@@ -242,7 +242,7 @@ def profile_edit(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | N
     - ``validate``: the input check (:func:`actedit.validation.check_images`);
     - ``select_layers``: computing L;
     - ``copy_model``: ``copy.deepcopy`` of the model (the invariant "return a copy");
-    - ``trigger``: applying δ to every batch of D_U (BDK only);
+    - ``trigger``: applying δ to every batch of D_U and checking its output (BDK only);
     - ``forward``: the plain forward pass over D_U in the extraction's BN mode;
     - ``hooks``: what capturing the layers of L adds to that pass (:class:`~actedit.capture.TraceDict` running
       means: forward with hooks − forward);
@@ -272,7 +272,7 @@ def profile_edit(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | N
 
     def run_trigger() -> None:
         for x in batches:
-            trigger(x)
+            check_trigger_output(trigger(x), x)
 
     def run_forward() -> None:
         forward_pass(scratch, images, batch_size=bs, device=device, bn=mode)

@@ -118,6 +118,8 @@ def _key(spec: VictimSpec, role: str) -> dict:
     if role == "retrained":
         # R sees only D_C, which depends on which indices were poisoned (ρ, seed, clean-label), not on the trigger
         key.update(trigger=None, alpha=None, rate=spec.poison_rate, clean_label=spec.trigger == "narcissus")
+        if spec.trigger != "narcissus":  # dirty-label: the poisoned indices, hence D_C, do not depend on y_t
+            key.update(target=None)
     return key
 
 

@@ -1,16 +1,21 @@
 """Helpers every table chapter of the book uses: formatting, seed aggregation, paper-beside-ours tables,
 parameter validation, and the edit/repair grid the chapters run.
 
-Offers :func:`fmt`, :func:`aggregate`, :func:`side_by_side`, :func:`within`, :func:`not_run`, :data:`NOT_RUN`,
-:func:`check_params` (with :func:`list_of`, :func:`number`, :func:`optional`), :func:`draw_unseen` and
-:func:`run_edit_grid`.
+Offers
+
+- formatting and tables: :func:`fmt`, :func:`aggregate`, :func:`side_by_side` (with :func:`within`), :func:`wide`,
+  :func:`not_run` / :data:`NOT_RUN`, :data:`LABELS`, :func:`edit_pattern` (the Table 1/2 pattern checks);
+- parameter validation: :func:`check_params` with :func:`number`, :func:`list_of`, :func:`optional`, :class:`Check`;
+- running: :func:`draw_unseen`, :func:`evaluate_victim`, :func:`run_edit_grid`.
 
 A chapter's flow::
 
-    check_params(globals(), dataset=(str, DATASETS), seeds=list_of(int), n_images=number(int, lo=1))
+    params = check_params(globals(), dataset=(str, DATASETS), seeds=list_of(int), n_images=number(int, lo=1))
     records = run_edit_grid(victim, samples=[512], repair_lrs=[1e-2], seeds=seeds)      # one row per run
     ours = aggregate(records, by=["bdk", "state"], metrics=["asr", "acc", "ctca"])      # tidy, mean/std
-    side_by_side(paper.table1().query("dataset == 'cifar10'"), ours, on=["bdk", "state"])
+    sbs = side_by_side(paper.table1().query("dataset == 'cifar10'"), ours, on=["bdk", "state"],
+                       criterion=within(10), stem="05_table1_datasets")
+    wide(sbs, ["bdk", "state"], stem="05_table1_datasets")                              # one row per cell key
 
 Tidy frames here have the layout of :mod:`actedit.paper`: key columns, then ``metric``, ``mean``, ``std``.
 """
@@ -27,12 +32,14 @@ import torch
 from torch import nn
 
 from .edit import EditConfig, edit_model
+from .metrics import evaluate
 from .repair import repair
 from .seeding import generator
 from .timing import timed
 
 __all__ = ["fmt", "aggregate", "side_by_side", "within", "wide", "NOT_RUN", "not_run", "check_params", "list_of",
-           "number", "optional", "Check", "draw_unseen", "run_edit_grid", "edit_pattern", "METRICS", "LABELS"]
+           "number", "optional", "Check", "draw_unseen", "evaluate_victim", "run_edit_grid", "edit_pattern", "METRICS",
+           "LABELS"]
 log = logging.getLogger(__name__)
 
 METRICS = ("asr", "acc", "ctca")
@@ -434,9 +441,27 @@ def draw_unseen(pool_images: torch.Tensor, pool_labels: torch.Tensor, n: int, se
     return pool_images[index], pool_labels[index]
 
 
+def evaluate_victim(victim, model: nn.Module | None = None, *, n_eval: int | None = None,
+                    device: str | torch.device = "cpu") -> dict:
+    """ASR/ACC/CTCA (percent) of ``model`` (default: the victim's) on D_V with the verification trigger.
+
+    ``n_eval``: evaluate on a fixed subset of that many D_V images (drawn with seed 0, sorted — the same subset
+    for every model, as in :func:`actedit.baselines.comparison`); ``None`` or ≥ |D_V|: all of D_V, i.e.
+    :meth:`actedit.experiments.Victim.evaluate`.
+    """
+    if n_eval is not None and (isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 1):
+        raise ValueError(f"n_eval must be a positive int or None (all of D_V), got {n_eval!r}")
+    test = victim.splits.test
+    if n_eval is not None and n_eval < len(test):
+        test = test.subset(torch.randperm(len(test), generator=generator(0))[:n_eval].sort().values)
+    return evaluate(victim.model if model is None else model, test.images, test.labels, trigger=victim.verify_trigger,
+                    target=victim.spec.target, top_k=victim.splits.top_k, num_classes=victim.splits.num_classes,
+                    device=device)
+
+
 def run_edit_grid(victim, *, samples: Sequence[int] = (512,), seeds: Sequence[int] = (0,),
                   bdk: Sequence[bool] = (True, False), repair_lrs: Sequence[float] = (),
-                  config: EditConfig | None = None, model: nn.Module | None = None,
+                  config: EditConfig | None = None, model: nn.Module | None = None, n_eval: int | None = None,
                   device: str | torch.device = "cpu") -> pd.DataFrame:
     """Edit (and optionally repair) a victim over a grid; one record per run.
 
@@ -447,6 +472,7 @@ def run_edit_grid(victim, *, samples: Sequence[int] = (512,), seeds: Sequence[in
     Arguments:
         victim: an :class:`actedit.experiments.Victim` (its D_U pool, triggers, test set and target are used).
         model: the model to edit instead of ``victim.model`` (same data and trigger).
+        n_eval: evaluate on a fixed subset of D_V (:func:`evaluate_victim`); ``None``: all of it.
 
     Returns columns ``seed, samples, bdk, state, lr (NaN for base), asr, acc, ctca, seconds`` (edit or repair
     wall time, from :func:`actedit.timing.timed`; vary between machines, never shown as a result).
@@ -461,17 +487,18 @@ def run_edit_grid(victim, *, samples: Sequence[int] = (512,), seeds: Sequence[in
                 trig = victim.trigger if known else None
                 with timed(device) as t:
                     edited = edit_model(net, images, trigger=trig, config=config)
-                rows.append(_record(victim, edited, seed, n, known, "base", math.nan, t.seconds, device))
+                rows.append(_record(victim, edited, seed, n, known, "base", math.nan, t.seconds, n_eval, device))
                 for lr in repair_lrs:
                     with timed(device) as t:
                         fixed = repair(edited, images, labels, trigger=trig, lr=lr, device=device)
-                    rows.append(_record(victim, fixed, seed, n, known, "repair", float(lr), t.seconds, device))
+                    rows.append(_record(victim, fixed, seed, n, known, "repair", float(lr), t.seconds, n_eval,
+                                        device))
     return pd.DataFrame(rows)
 
 
 def _record(victim, model: nn.Module, seed: int, n: int, known: bool, state: str, lr: float, seconds: float,
-            device) -> dict:
-    m = victim.evaluate(model, device=device)
+            n_eval: int | None, device) -> dict:
+    m = evaluate_victim(victim, model, n_eval=n_eval, device=device)
     log.info("seed %d N %d bdk %s %s lr %g: %s", seed, n, known, state, lr, {k: m[k] for k in METRICS})
     return {"seed": seed, "samples": n, "bdk": known, "state": state, "lr": lr,
             **{k: m[k] for k in METRICS}, "seconds": seconds}

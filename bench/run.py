@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--book-args", default="--nbval", metavar="ARGS",
                         help="arguments of scripts/build_book.py for --book (default: --nbval, i.e. `make book`)")
     parser.add_argument("--keep-book-copy", action="store_true", help="keep the temporary repository copy")
+    parser.add_argument("--models", nargs="+", help="models for the edit and profile sections (default: cnn resnet18)")
+    parser.add_argument("--sizes", nargs="+", type=int, help="N for the edit section (default: 4 64 512 5000)")
+    parser.add_argument("--method-sizes", nargs="+", type=int, help="N for the methods section (default: 5 50 500 5000)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--baseline-epochs", type=int, help="reduce every baseline's epochs (default: their configs)")
     args = parser.parse_args(argv)
@@ -336,7 +339,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available")
-    plan = QUICK if args.quick else FULL
+    plan = dict(QUICK if args.quick else FULL)
+    for key in ("models", "sizes", "method_sizes"):
+        if getattr(args, key):
+            plan[key] = getattr(args, key)
     sections = list(args.only or [s for s in SECTIONS if s != "book" or args.book])
     if args.quick and "book" in sections:
         sections.remove("book")

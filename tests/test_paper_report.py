@@ -9,7 +9,7 @@ import torch
 
 from actedit import paper
 from actedit.report import (Check, aggregate, check_params, draw_unseen, edit_pattern, fmt, list_of, not_run, number,
-                            optional, run_edit_grid, side_by_side, wide, within)
+                            optional, evaluate_victim, run_edit_grid, side_by_side, wide, within)
 
 # ------------------------------------------------------------------------------------------------------------------
 # paper
@@ -256,6 +256,8 @@ class _Victim:
                                          torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).eval()
         make = lambda n: ImageSet(torch.rand(n, 1, 8, 8), torch.arange(n) % 3)  # noqa: E731
         self.splits = _Splits(make(16), make(12))
+        self.splits.top_k, self.splits.num_classes = 1, 3
+        self.spec = type("Spec", (), {"target": 2})()
         self.trigger = self.verify_trigger = lambda x: torch.cat([x[..., :6, :], torch.ones_like(x[..., 6:, :])], -2)
         self._evaluate = evaluate
 
@@ -263,6 +265,22 @@ class _Victim:
         t = self.splits.test
         return self._evaluate(model or self.model, t.images, t.labels, trigger=self.verify_trigger, target=2,
                               num_classes=3, device=device)
+
+
+def _counts_of(percent: float, n: int) -> bool:
+    """True when ``percent`` is k/n · 100 for an integer k: the metric was computed on n images."""
+    return abs(percent * n / 100 - round(percent * n / 100)) < 1e-4
+
+
+def test_evaluate_victim_subset():
+    victim = _Victim()
+    full = evaluate_victim(victim)
+    assert full == victim.evaluate() == evaluate_victim(victim, n_eval=100)
+    part = evaluate_victim(victim, n_eval=5)
+    assert part == evaluate_victim(victim, n_eval=5)     # the same fixed subset every time
+    assert _counts_of(part["acc"], 5)
+    with pytest.raises(ValueError, match="n_eval"):
+        evaluate_victim(victim, n_eval=0)
 
 
 def test_run_edit_grid_records_and_leaves_the_victim_alone():
@@ -280,3 +298,5 @@ def test_run_edit_grid_records_and_leaves_the_victim_alone():
     assert again[["asr", "acc", "ctca"]].values.tolist() == first[["asr", "acc", "ctca"]].values.tolist()
     with pytest.raises(ValueError, match="pool holds 16"):
         run_edit_grid(victim, samples=[32])
+    small = run_edit_grid(victim, samples=[4], seeds=[0], bdk=[True], n_eval=6)
+    assert _counts_of(small["acc"].iloc[0], 6)

@@ -5,6 +5,7 @@ Offers :func:`basic_ft`, :func:`nad` (¬BDK), :func:`act_ft`, :func:`ba_eraser` 
 :data:`BASELINES` (name → function) for loops over all four::
 
     from actedit.baselines import BASELINES, BaEraserConfig
+    from actedit.timing import timed
     for name, method in BASELINES.items():
         config = BaEraserConfig(target=2) if name == "BaEraser" else None
         with timed() as t:

@@ -39,15 +39,15 @@ def victim_configs(victim) -> dict[str, Any]:
     """The baselines' configs for ``victim`` (an :class:`actedit.experiments.Victim`).
 
     basicFT repeats the victim's own recipe (``victim.spec.train_config()``) on D_U; NAD's teacher is that basicFT
-    and its student gets twice the victim's epochs at the victim's learning rate; BaEraser unlearns the victim's
-    y_t; actFT keeps its defaults (one gentle epoch, trigger × 3).
+    and its student gets the victim's epochs and learning rate; BaEraser unlearns the victim's y_t; actFT keeps
+    its defaults (one gentle epoch, trigger × 3).
     """
     recipe = victim.spec.train_config()
     teacher = BasicFTConfig.like(recipe)
     return {"actFT": ActFTConfig(),
             "BaEraser": BaEraserConfig(target=victim.spec.target),
             "basicFT": teacher,
-            "NAD": NADConfig(teacher=teacher, epochs=2 * recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size)}
+            "NAD": NADConfig(teacher=teacher, epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size)}
 
 
 def run_comparison(victim, reference: nn.Module, *, n_ours: int = 512, n_baselines: int = 5000,
