@@ -34,15 +34,17 @@ class RunningMean:
     def __init__(self) -> None:
         self.sum: torch.Tensor | None = None
         self.count = 0
-        self.finite = True
 
     def add(self, batch: torch.Tensor) -> None:
-        batch = batch.detach()
-        if not torch.isfinite(batch).all():
-            self.finite = False
-        s = batch.sum(dim=0, dtype=torch.float64)
-        self.sum = s if self.sum is None else self.sum + s
+        s = batch.detach().sum(dim=0, dtype=torch.float64)
+        self.sum = s if self.sum is None else self.sum.add_(s)
         self.count += batch.shape[0]
+
+    @property
+    def finite(self) -> bool:
+        """Whether every value seen was finite, read from the float64 sum: no float32/16 batch can overflow it, so
+        a NaN or ±Inf anywhere shows up there. Spares a full ``isfinite`` pass (and a device sync) per batch."""
+        return self.sum is None or bool(torch.isfinite(self.sum).all())
 
     @property
     def mean(self) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .capture import TraceDict
-from .edit import EditConfig, apply_factors, compute_factors, edit_model, extract, select_layers
+from .edit import EditConfig, apply_factors, clone_model, compute_factors, edit_model, extract, select_layers
 from .repair import repair
 from .seeding import generator
 from .timing import timed
@@ -241,14 +241,14 @@ def profile_edit(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | N
 
     - ``validate``: the input check (:func:`actedit.validation.check_images`);
     - ``select_layers``: computing L;
-    - ``copy_model``: ``copy.deepcopy`` of the model (the invariant "return a copy");
+    - ``copy_model``: :func:`~actedit.edit.clone_model` of the model (the invariant "return a copy");
     - ``trigger``: applying δ to every batch of D_U and checking its output (BDK only);
     - ``forward``: the plain forward pass over D_U in the extraction's BN mode;
     - ``hooks``: what capturing the layers of L adds to that pass (:class:`~actedit.capture.TraceDict` running
       means: forward with hooks − forward);
     - ``factors``: pooling, normalisation and rescaling (Eq. 2–4, :func:`~actedit.edit.compute_factors`);
     - ``apply``: the in-place multiplies of Eq. 5 (:func:`~actedit.edit.apply_factors` without its copy);
-    - ``finite_check``: ``torch.isfinite`` over every parameter, as ``edit_model`` does before returning.
+    - ``finite_check``: the check that the edited weights are finite (``aminmax`` of each weight in L).
 
     Plus ``edit_model`` (the whole call), ``sum_of_stages`` and ``unattributed`` (= whole − sum: mode switches,
     Python overhead, and whatever a stage costs differently when run alone). ``clock="cpu"`` reports this
@@ -285,17 +285,18 @@ def profile_edit(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | N
 
     extraction = extract(model, images, trigger=trigger, config=config)
     factors = compute_factors(extraction, config)
-    params = list(scratch.parameters())
+    modules = dict(scratch.named_modules())
+    edited = [modules[name].weight for name in factors]
     calls: dict[str, Callable[[], Any]] = {
         "validate": lambda: check_images(images),
         "select_layers": lambda: select_layers(model, config.layers),
-        "copy_model": lambda: copy.deepcopy(model),
+        "copy_model": lambda: clone_model(model),
         "trigger": run_trigger if bdk else None,
         "forward": run_forward,
         "capture": run_capture,
         "factors": lambda: compute_factors(extraction, config),
         "apply": lambda: apply_factors(extraction, factors, copy_model=False),
-        "finite_check": lambda: [bool(torch.isfinite(p).all()) for p in params],
+        "finite_check": lambda: [bool(torch.isfinite(torch.stack(w.detach().aminmax())).all()) for w in edited],
         "edit_model": lambda: edit_model(model, images, trigger=trigger, config=config),
     }
     result: dict[str, float] = {}
