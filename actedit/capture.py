@@ -1,6 +1,7 @@
 """Activation capture (§3.1 step ①): context managers that hook layers by dotted name and average their activations.
 
-Offers :func:`get_module`, :class:`Trace` and :class:`TraceDict`, after baukit's ``nethook``. Hooks exist only inside
+Offers :func:`get_module`, :class:`Trace` and :class:`TraceDict`, after baukit's ``nethook``, and
+:class:`Features`, which keeps the last outputs *with* their autograd graph for losses (NAD, actFT). Hooks exist only inside
 the ``with`` block: ``__exit__`` removes every one of them, also when the block raises.
 
 >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
@@ -17,7 +18,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-__all__ = ["get_module", "Trace", "TraceDict", "RunningMean"]
+__all__ = ["get_module", "Trace", "TraceDict", "RunningMean", "Features"]
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:
@@ -120,3 +121,50 @@ class TraceDict(AbstractContextManager, dict):
     def __exit__(self, *exc) -> None:
         for trace in self.values():
             trace.__exit__(*exc)
+
+
+class Features(AbstractContextManager):
+    """Keep the outputs (or inputs) of named layers from the last forward pass inside the block, graph attached.
+
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    >>> with Features(net, ["1"]) as f:
+    ...     _ = net(torch.rand(4, 1, 4, 4))
+    >>> f["1"].shape, f["1"].requires_grad
+    (torch.Size([4, 2, 2, 2]), True)
+
+    Every hook is removed on exit, also when the block raises. Unknown names raise ``LookupError`` before any
+    hook is registered.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], *, input: bool = False) -> None:
+        self.modules = {name: get_module(model, name) for name in layers}
+        self.input = input
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            value = inputs[0] if self.input else output
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"layer {name!r} produced {type(value).__name__}, not a tensor")
+            self.outputs[name] = value
+        return hook
+
+    def __enter__(self) -> "Features":
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.outputs:
+            raise RuntimeError(f"layer {name!r} recorded nothing: did a forward pass run inside the block?")
+        return self.outputs[name]

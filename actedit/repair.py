@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -32,6 +32,13 @@ class RepairConfig:
     weight_decay: float = 0.0  # ours
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        lr, epochs = self.lr, self.epochs
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"lr must be a finite non-negative number, got {lr!r}")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
+
 
 def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger: Trigger | None = None,
            lr: float | None = None, epochs: int | None = None, config: RepairConfig | None = None,
@@ -52,7 +59,7 @@ def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
     if config is not None and not isinstance(config, RepairConfig):
         raise TypeError(f"config must be a RepairConfig, got {type(config).__name__}")
     base = config or RepairConfig()
-    config = replace_cfg(base, lr=base.lr if lr is None else lr, epochs=base.epochs if epochs is None else epochs)
+    config = replace(base, lr=base.lr if lr is None else lr, epochs=base.epochs if epochs is None else epochs)
     check_images(images)
     fixed = copy.deepcopy(model)
     was_training = fixed.training
@@ -76,12 +83,3 @@ def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
     copy_modes(model, fixed)
     return fixed
 
-
-def replace_cfg(config: RepairConfig | None, *, lr: float, epochs: int) -> RepairConfig:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a finite non-negative number, got {lr!r}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
-    base = config or RepairConfig()
-    return RepairConfig(lr=float(lr), epochs=epochs, batch_size=base.batch_size, momentum=base.momentum,
-                        weight_decay=base.weight_decay, seed=base.seed)

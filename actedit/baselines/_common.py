@@ -1,7 +1,6 @@
 """What the four unlearning baselines share: input checks, the copy-and-fit pattern, and feature hooks.
 
-Offers :class:`Features` (outputs of named layers *with* their autograd graph, hooks only inside a ``with``
-block — :mod:`actedit.capture` keeps detached running means, which a loss cannot use), :func:`penultimate_layer`,
+Offers :func:`penultimate_layer`,
 :func:`stage_layers`, and the small helpers the baseline modules call. Not public: import the baselines from
 :mod:`actedit.baselines`.
 """
@@ -10,13 +9,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from contextlib import AbstractContextManager
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
 
-from ..capture import get_module
+from ..capture import Features, get_module  # noqa: F401  (Features: re-exported)
 from ..training import TrainConfig, TransformFn
 from ..validation import check_images, check_labels, check_trigger_output
 
@@ -24,53 +22,6 @@ log = logging.getLogger(__name__)
 
 Trigger = Callable[[torch.Tensor], torch.Tensor]
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-
-
-class Features(AbstractContextManager):
-    """Keep the outputs (or inputs) of named layers from the last forward pass inside the block, graph attached.
-
-    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
-    >>> with Features(net, ["1"]) as f:
-    ...     _ = net(torch.rand(4, 1, 4, 4))
-    >>> f["1"].shape, f["1"].requires_grad
-    (torch.Size([4, 2, 2, 2]), True)
-
-    Every hook is removed on exit, also when the block raises. Unknown names raise ``LookupError`` before any
-    hook is registered.
-    """
-
-    def __init__(self, model: nn.Module, layers: Iterable[str], *, input: bool = False) -> None:
-        self.modules = {name: get_module(model, name) for name in layers}
-        self.input = input
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-
-    def _hook(self, name: str):
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            value = inputs[0] if self.input else output
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"layer {name!r} produced {type(value).__name__}, not a tensor")
-            self.outputs[name] = value
-        return hook
-
-    def __enter__(self) -> "Features":
-        try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        if name not in self.outputs:
-            raise RuntimeError(f"layer {name!r} recorded nothing: did a forward pass run inside the block?")
-        return self.outputs[name]
 
 
 def penultimate_layer(model: nn.Module) -> str:
