@@ -17,7 +17,7 @@ from typing import Callable
 
 import pandas as pd
 
-__all__ = ["read_glued", "Claim", "CLAIMS", "summary_table"]
+__all__ = ["read_glued", "Claim", "CLAIMS", "summary_table", "resolve_executed_dir"]
 
 _PREFIX = "application/papermill.record/"
 
@@ -141,12 +141,38 @@ CLAIMS: list[Claim] = [
 ]
 
 
+def _checkout_root() -> Path:
+    """The source checkout this package was imported from (the directory holding ``pyproject.toml``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def resolve_executed_dir(executed: str | Path) -> Path:
+    """The directory of executed chapters named by ``executed``.
+
+    A relative path is tried against the working directory first, then against the source checkout: papermill
+    runs the summary from the repository root but nbval runs it from the notebook's own directory, and both must
+    read the same chapters. A directory found in neither place is an error, not an all-"not run" table.
+    """
+    path = Path(executed)
+    if path.is_dir():
+        return path
+    tried = [str(path.resolve())]
+    if not path.is_absolute():
+        beside = _checkout_root() / path
+        if beside.is_dir():
+            return beside
+        tried.append(str(beside))
+    raise FileNotFoundError(f"executed_dir {str(executed)!r}: no such directory (tried {', '.join(tried)}); "
+                            "execute the chapters first (make book) or pass the folder that holds them")
+
+
 def summary_table(executed: str | Path, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
     """One row per claim: the paper's number, ours (from the executed chapter in ``executed``) and the verdict.
 
-    A chapter that was not executed (or does not glue the key) gives "not run" rather than a verdict.
+    ``executed`` is resolved by :func:`resolve_executed_dir`. A chapter that was not executed (or does not glue
+    the key) gives "not run" rather than a verdict.
     """
-    executed = Path(executed)
+    executed = resolve_executed_dir(executed)
     cache: dict[str, dict] = {}
     rows = []
     for c in claims:

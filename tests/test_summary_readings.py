@@ -36,6 +36,27 @@ def test_summary_verdicts_follow_the_numbers(tmp_path):
     assert table["ours"].tolist()[:2] == ["0.50 %", "80.00 %"]
 
 
+def test_summary_finds_a_relative_dir_from_another_working_directory(tmp_path, monkeypatch):
+    # nbval runs the summary from book/_executed/, papermill from the root: a relative executed_dir must work in both
+    import actedit.summary as summary
+    (tmp_path / "book" / "_executed").mkdir(parents=True)
+    _glued_notebook(tmp_path / "book" / "_executed" / "ch.ipynb", {"asr": 0.5})
+    claims = [Claim("low", "T1", "0", "ch", "asr", lambda v: v <= 1.0, "%")]
+    monkeypatch.setattr(summary, "_checkout_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path / "book" / "_executed")
+    assert summary_table("book/_executed", claims)["verdict"].tolist() == ["reproduced"]
+    monkeypatch.chdir(tmp_path)
+    assert summary_table("book/_executed", claims)["verdict"].tolist() == ["reproduced"]
+
+
+def test_summary_refuses_a_missing_dir(tmp_path, monkeypatch):
+    import actedit.summary as summary
+    monkeypatch.setattr(summary, "_checkout_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="executed_dir 'nowhere'"):
+        summary_table("nowhere")
+
+
 def test_every_claim_names_a_chapter_source():
     from pathlib import Path
     root = Path(__file__).resolve().parent.parent
