@@ -100,15 +100,19 @@ def load_splits(dataset: str, unseen: int, seed: int, train_limit: int | None, t
 
 
 def triggers_for(spec: VictimSpec, splits: Splits, *, cache: Cache | None = None, device: str = "cpu",
-                 progress: bool = False) -> tuple[Callable, Callable]:
-    """The trigger of ``spec`` for poisoning (and BDK unlearning) and its verification version (alpha × 3)."""
+                 progress: bool = False, data_root: str | None = None) -> tuple[Callable, Callable]:
+    """The trigger of ``spec`` for poisoning (and BDK unlearning) and its verification version (alpha × 3).
+
+    ``data_root`` is where the Narcissus surrogate's POOD dataset is read from (as in :func:`get_victim`).
+    """
     cache = cache or Cache()
     kwargs = dict(channels=splits.channels, size=splits.size, alpha=spec.trigger_alpha, seed=spec.seed)
     if spec.trigger == "mean":
         kwargs["mean_image"] = splits.train.images.mean(dim=0)
     if spec.trigger == "narcissus":
         from .narcissus import narcissus_pattern
-        kwargs["narcissus_pattern"] = narcissus_pattern(spec, splits, cache=cache, device=device, progress=progress)
+        kwargs["narcissus_pattern"] = narcissus_pattern(spec, splits, cache=cache, device=device, progress=progress,
+                                                        data_root=data_root)
     trig = make_trigger(spec.trigger, **kwargs)
     return trig, trig.magnified(3)
 
@@ -128,7 +132,7 @@ def get_victim(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache: C
     """Train (or load from the cache) the victim of ``spec``; deterministic for a given spec on CPU."""
     cache = cache or Cache()
     splits = load_splits(spec.dataset, spec.unseen, spec.seed, spec.train_limit, spec.test_limit, data_root)
-    trig, verify = triggers_for(spec, splits, cache=cache, device=device, progress=progress)
+    trig, verify = triggers_for(spec, splits, cache=cache, device=device, progress=progress, data_root=data_root)
     poisoned = poison(splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                       clean_label=spec.trigger == "narcissus", seed=spec.seed))
     model = _trained(spec, "victim", poisoned.train.images, poisoned.train.labels, splits, cache, device, progress)
@@ -142,7 +146,8 @@ def get_retrained(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache
     """The retrained reference R of ``spec``: same architecture and recipe, trained on D_C only (Eq. 6)."""
     cache = cache or Cache()
     victim_splits = load_splits(spec.dataset, spec.unseen, spec.seed, spec.train_limit, spec.test_limit, data_root)
-    trig, _ = triggers_for(spec, victim_splits, cache=cache, device=device, progress=progress)
+    trig, _ = triggers_for(spec, victim_splits, cache=cache, device=device, progress=progress,
+                           data_root=data_root)
     poisoned = poison(victim_splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                              clean_label=spec.trigger == "narcissus", seed=spec.seed))
     return _trained(spec, "retrained", poisoned.clean.images, poisoned.clean.labels, victim_splits, cache, device,

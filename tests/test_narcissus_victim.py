@@ -71,3 +71,18 @@ def test_config_validation():
         NarcissusPatternConfig(surrogate_lr=0.0)
     with pytest.raises(TypeError, match="NarcissusConfig"):
         NarcissusPatternConfig(trigger={"steps": 3})
+
+
+def test_triggers_for_passes_data_root_to_the_pattern(tmp_path, monkeypatch):
+    from actedit import experiments
+    seen = {}
+
+    def fake_pattern(spec, splits, **kwargs):
+        seen.update(kwargs)
+        return torch.zeros(splits.channels, splits.size, splits.size)
+
+    monkeypatch.setattr(narcissus, "narcissus_pattern", fake_pattern)
+    trig, verify = experiments.triggers_for(VictimSpec(trigger="narcissus"), tiny_splits(), cache=Cache(tmp_path),
+                                            data_root=str(tmp_path / "pood"))
+    assert seen["data_root"] == str(tmp_path / "pood")
+    assert trig(torch.zeros(2, 1, 28, 28)).shape == (2, 1, 28, 28)
