@@ -17,6 +17,7 @@ readings and the chapter "Reading the method" picks the defaults with evidence.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 from collections import OrderedDict
@@ -308,7 +309,10 @@ def extract(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | None =
     bdk = trigger is not None
     layers = select_layers(model, config.layers)
     mode = config.bn_mode(bdk)
-    work = clone_model(model).to(config.device)
+    work = clone_model(model)
+    target = torch.device(config.device)
+    if any(t.device != target for t in itertools.chain(work.parameters(), work.buffers())):
+        work = work.to(target)  # a walk over every module: skipped when the copy is already where it must be
     _set_bn_mode(work, mode)
     acts: dict[str, torch.Tensor] = {n: 0.0 for n in layers}  # type: ignore[misc]
     if config.alpha != 0 and bdk:
@@ -426,11 +430,10 @@ def edit_model(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | Non
     config = config or EditConfig()
     extraction = extract(model, images, trigger=trigger, config=config)
     factors = compute_factors(extraction, config)
-    edited = apply_factors(extraction, factors, copy_model=False)
+    edited = apply_factors(extraction, factors, copy_model=False)  # extract already gave it the caller's modes
     modules = dict(edited.named_modules())
     for name in factors:  # only the weights of L changed; aminmax is one pass and NaN if any element is
         low, high = modules[name].weight.detach().aminmax()
         if not (torch.isfinite(low) and torch.isfinite(high)):
             raise ValueError(f"the edit produced non-finite weights in {name!r}; check eps and the activations")
-    copy_modes(model, edited)
     return edited
