@@ -13,6 +13,10 @@ BOOK_ARGS ?=
 ifneq ($(strip $(PARAMS)),)
 BOOK_ARGS += --params $(PARAMS)
 endif
+JOBS   ?=
+ifneq ($(strip $(JOBS)),)
+BOOK_ARGS += --jobs $(JOBS)
+endif
 PYTEST_ARGS ?=
 
 .PHONY: help setup book notebooks html nbval test unit browser-test bench lock clean distclean
@@ -27,6 +31,7 @@ help:
 	@echo "make lock       rewrite requirements.lock from the working venv"
 	@echo "make clean      remove _build and the executed chapters;  make distclean: also venv, node_modules"
 	@echo "PARAMS=params/paper make book   inject params/paper/<chapter>.yml where present"
+	@echo "JOBS=1 make book                one chapter at a time (default: usable CPUs, at most 4)"
 
 setup:
 	bash scripts/setup.sh

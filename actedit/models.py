@@ -12,7 +12,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 __all__ = ["MODELS", "build_model", "SmallCNN"]
 
@@ -41,8 +40,16 @@ class SmallCNN(nn.Sequential):
         )
 
 
+def _torchvision_models():
+    """``torchvision.models``, imported on first use: importing torchvision costs ~1.5 s (it pulls in
+    torch._dynamo), which every kernel of the book would pay for the small CNN alone."""
+    from torchvision import models
+
+    return models
+
+
 def _resnet18(channels: int, num_classes: int, size: int) -> nn.Module:
-    m = tvm.resnet18(weights=None, num_classes=num_classes)
+    m = _torchvision_models().resnet18(weights=None, num_classes=num_classes)
     if size <= 64:  # CIFAR stem: keep resolution for 28-64 px inputs
         m.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
         m.maxpool = nn.Identity()
@@ -54,7 +61,7 @@ def _resnet18(channels: int, num_classes: int, size: int) -> nn.Module:
 def _vgg16(channels: int, num_classes: int, size: int) -> nn.Module:
     # VGG16 with BatchNorm (the paper's method targets models "with or without BN"; the BN variant trains from
     # scratch reliably). The 4096-wide ImageNet head is scaled to 512 for 32-px inputs, as in CIFAR VGGs.
-    m = tvm.vgg16_bn(weights=None, num_classes=num_classes)
+    m = _torchvision_models().vgg16_bn(weights=None, num_classes=num_classes)
     first = m.features[0]
     m.features[0] = nn.Conv2d(channels, first.out_channels, 3, padding=1)
     if size < 32:  # 28 px: 28→14→7→3→1 after four pools; a fifth would reach 0
@@ -69,14 +76,14 @@ def _vgg16(channels: int, num_classes: int, size: int) -> nn.Module:
 
 
 def _efficientnet_v2_s(channels: int, num_classes: int, size: int) -> nn.Module:
-    m = tvm.efficientnet_v2_s(weights=None, num_classes=num_classes)
+    m = _torchvision_models().efficientnet_v2_s(weights=None, num_classes=num_classes)
     conv = m.features[0][0]
     m.features[0][0] = nn.Conv2d(channels, conv.out_channels, 3, stride=1 if size <= 64 else 2, padding=1, bias=False)
     return m
 
 
 def _mobilenet_v3_small(channels: int, num_classes: int, size: int) -> nn.Module:
-    m = tvm.mobilenet_v3_small(weights=None, num_classes=num_classes)
+    m = _torchvision_models().mobilenet_v3_small(weights=None, num_classes=num_classes)
     conv = m.features[0][0]
     m.features[0][0] = nn.Conv2d(channels, conv.out_channels, 3, stride=1 if size <= 64 else 2, padding=1, bias=False)
     return m

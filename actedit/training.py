@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .seeding import generator
 from .timing import timed
 
-__all__ = ["TrainConfig", "History", "fit", "preserved_modes", "copy_modes", "LossFn", "TransformFn"]
+__all__ = ["TrainConfig", "History", "fit", "fit_cached", "preserved_modes", "copy_modes", "LossFn", "TransformFn"]
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -205,3 +205,35 @@ def fit(
             for m, flag in modes:
                 m.training = flag
     return history
+
+
+def fit_cached(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, config: TrainConfig = TrainConfig(),
+               key: dict, cache=None, device: str | torch.device = "cpu", progress: bool = True,
+               desc: str = "train") -> dict:
+    """:func:`fit` with plain cross-entropy, through the cache: train ``model`` in place, or load the weights an
+    identical earlier run produced. Returns the run's meta (``loss``, ``seconds`` per epoch, as recorded then).
+
+    The entry is keyed by ``key`` (the caller's name for the run) together with everything that decides the
+    result: ``repr(model)`` (the architecture), a digest of its initial weights, digests of ``images`` and
+    ``labels``, ``config`` and the device type. A different model, data or recipe is therefore a different entry
+    even under the same ``key``. ``cache`` is an :class:`actedit.cache.Cache` (default: the default one).
+    """
+    from dataclasses import asdict
+
+    from .cache import Cache, _digest
+
+    if not isinstance(key, dict):
+        raise TypeError(f"key must be a dict naming the run, got {type(key).__name__}")
+    cache = cache if cache is not None else Cache()
+    full_key = {"role": "fit", **key, "model": repr(model), "initial": _digest(model.state_dict()),
+                "images": _digest({"x": images}), "labels": _digest({"y": labels}), "config": asdict(config),
+                "device": torch.device(device).type}
+
+    def build() -> tuple[dict, dict]:
+        history = fit(model, images, labels, config=config, device=device, progress=progress, desc=desc)
+        return model.state_dict(), {"loss": history.loss, "seconds": history.seconds}
+
+    state, meta = cache.get_or_build("models", full_key, build)
+    model.load_state_dict(state)  # a no-op after a fresh run; the cached weights after a hit
+    model.to(device)
+    return meta

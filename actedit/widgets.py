@@ -163,7 +163,7 @@ class EditSession:
                  retrained_acc: float = math.nan, retrained: nn.Module | None = None,
                  verify_trigger: Trigger | None = None, n_eval: int | None = 2000,
                  seed: int = 0, top_k: int = 1, num_classes: int | None = None, config: EditConfig | None = None,
-                 batch_size: int = 512, device: str | torch.device = "cpu", reuse_front: bool = True,
+                 batch_size: int = 256, device: str | torch.device = "cpu", reuse_front: bool = True,
                  cache_size: int = 8, front_cache_size: int = 3) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -18,6 +18,14 @@ the same way (inputs plus the executed notebook and the sanitize file). Jupyter 
 executed notebooks with execution off and warnings as errors, and the built HTML is checked for scripts or
 styles that would come from the network.
 
+Chapters run in parallel (``--jobs``, default: the usable CPUs, at most 4), each kernel on one torch thread
+(``OMP_NUM_THREADS=1``): small CNNs scale poorly across threads, so two one-thread kernels on two cores do more
+work than one two-thread kernel, and the book's numbers no longer depend on how many cores the machine has
+(torch's CPU kernels reduce in a thread-count-dependent order; the thread count is part of the stamp). A
+chapter's front matter may say ``actedit: {after: [<stem>, ...]}`` (it loads models those chapters train: it
+waits for them rather than blocking on the cache's lock) and ``cost: <seconds>`` (a scheduling hint for a cold
+build; the last measured time is used once a stamp exists). The most work-unlocking chapters start first.
+
 The kernels papermill and nbval start get ``TQDM_DISABLE=1`` (text progress bars on stderr would differ
 from run to run) and ``PYTHONHASHSEED=0``. Widget progress bars (``tqdm.auto`` in a kernel ignores
 ``TQDM_DISABLE``) stay: the book shows them finished, nbval skips widget views and sanitizes their text.
@@ -25,7 +33,9 @@ from run to run) and ``PYTHONHASHSEED=0``. Widget progress bars (``tqdm.auto`` i
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
+import multiprocessing
 import json
 import os
 import re
@@ -47,7 +57,9 @@ KERNEL = "python3"
 # Bump when the pipeline changes how notebooks are executed, so that every chapter re-runs.
 PIPELINE_VERSION = "1"
 # Environment for the kernels papermill and nbval start (only defaults: the caller's values win).
-KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
+KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Scheduling cost of a chapter step with no stamp and no ``cost`` hint (seconds).
+DEFAULT_COST = 60.0
 
 
 class BuildError(RuntimeError):
@@ -143,6 +155,8 @@ def input_hash(chapter: Chapter, params: dict, root: Path = ROOT) -> str:
     feed("pipeline", PIPELINE_VERSION.encode())
     feed("notebook", chapter.source.read_bytes())
     feed("params", json.dumps(params, sort_keys=True, default=str).encode())
+    # torch's CPU results depend on its thread count: a different count is a different execution
+    feed("threads", _kernel_env().get("OMP_NUM_THREADS", "").encode())
     for path in _package_files(root):
         feed(path.relative_to(root).as_posix(), path.read_bytes())
     for name in ("requirements.lock", "pyproject.toml"):
@@ -293,14 +307,240 @@ def validate(chapter: Chapter, params: dict, *, root: Path = ROOT, force: bool =
     command = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
                "--nbval-sanitize-with", str(root / SANITIZE), "-p", "no:cacheprovider",
                "-o", "addopts=", "-q", str(chapter.executed)]
-    result = subprocess.run(command, cwd=root, env=_kernel_env())
+    # captured, so that chapters checked side by side do not interleave their reports; shown in full on failure
+    result = subprocess.run(command, cwd=root, env=_kernel_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
+        print(result.stdout, flush=True)
         raise BuildError(f"notebook {chapter.stem}: nbval found outputs that differ from "
-                         f"{chapter.executed.relative_to(root)} (see above)")
+                         f"{chapter.executed.relative_to(root)} (pytest's report is above)")
+    seconds = time.perf_counter() - started
     stamp["nbval"] = wanted
+    stamp["nbval_seconds"] = round(seconds, 1)
     write_stamp(chapter, stamp)
-    log(f"  {chapter.stem}: nbval passed in {time.perf_counter() - started:.1f} s")
+    tail = result.stdout.strip().splitlines()[-1:] or [""]
+    log(f"  {chapter.stem}: nbval passed in {seconds:.1f} s ({tail[0].strip('= ')})")
     return True
+
+
+# --------------------------------------------------------------------------------------- scheduling
+
+
+def chapter_options(chapter: Chapter) -> dict:
+    """The ``actedit:`` mapping of a chapter's front matter (MyST source) or notebook metadata (``.ipynb``)."""
+    text = chapter.source.read_text(encoding="utf-8")
+    if chapter.source.suffix == ".ipynb":
+        options = json.loads(text).get("metadata", {}).get("actedit", {})
+    else:
+        match = re.match(r"---\n(.*?)\n---\n", text, re.DOTALL)
+        options = (yaml.safe_load(match.group(1)) or {}).get("actedit", {}) if match else {}
+    if not isinstance(options, dict):
+        raise ValueError(f"{chapter.source}: the front matter's actedit: must be a mapping, not {options!r}")
+    return options
+
+
+def dependencies(chapters: list[Chapter], known: list[str] | None = None) -> dict[str, set[str]]:
+    """stem -> the selected chapters it must wait for (its ``after:`` list; all others if it reads them all).
+
+    ``known`` are the stems ``after:`` may name (default: the selected ones); a chapter named there but not
+    selected (``--only``) is not waited for.
+    """
+    stems = [c.stem for c in chapters]
+    known = set(known or stems)
+    deps: dict[str, set[str]] = {}
+    for chapter in chapters:
+        options = chapter_options(chapter)
+        after = options.get("after") or []
+        if isinstance(after, str) or not all(isinstance(a, str) for a in after):
+            raise ValueError(f"{chapter.source}: actedit: after: must be a list of chapter stems, got {after!r}")
+        unknown = sorted(set(after) - known)
+        if unknown:
+            raise ValueError(f"{chapter.source}: actedit: after: names {', '.join(unknown)}, not in _toc.yml")
+        if options.get("depends_on_chapters"):
+            after = [s for s in stems if s != chapter.stem]
+        deps[chapter.stem] = {a for a in after if a in stems and a != chapter.stem}
+    # a cycle would leave chapters waiting forever: refuse it up front
+    state: dict[str, int] = {}
+
+    def visit(stem: str, path: list[str]) -> None:
+        if state.get(stem) == 2:
+            return
+        if state.get(stem) == 1:
+            raise ValueError(f"chapters wait for each other in a cycle: {' -> '.join(path + [stem])}")
+        state[stem] = 1
+        for dep in sorted(deps[stem]):
+            visit(dep, path + [stem])
+        state[stem] = 2
+
+    for stem in stems:
+        visit(stem, [])
+    return deps
+
+
+def default_jobs() -> int:
+    """``$ACTEDIT_BOOK_JOBS``, else the CPUs this process may use, at most 4 (each kernel holds ~2 GiB)."""
+    value = os.environ.get("ACTEDIT_BOOK_JOBS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"ACTEDIT_BOOK_JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of scheduled work: ``execute`` or ``nbval`` one chapter."""
+
+    kind: str
+    chapter: Chapter
+    params: dict
+    force: bool
+
+
+def run_step(step: Step) -> tuple[bool, float]:
+    """Run ``step`` (in a worker process); returns (whether it ran, seconds). Raises ``BuildError``."""
+    prefix = f"[{step.chapter.stem}]"
+
+    def log(message: str) -> None:
+        message = message.strip().removeprefix(f"{step.chapter.stem}: ")
+        print(f"{prefix} {message}", flush=True)
+
+    started = time.perf_counter()
+    run = execute if step.kind == "execute" else validate
+    ran = run(step.chapter, step.params, force=step.force, log=log)
+    return ran, time.perf_counter() - started
+
+
+def _call_run_step(step: Step) -> tuple[bool, float]:
+    # looked up when called, in the worker: what is pickled is this function's name, not run_step itself
+    return run_step(step)
+
+
+class _Inline(concurrent.futures.Executor):
+    """An executor that runs each call at submit time (``--jobs 1``: no worker processes)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(error)
+        return future
+
+
+def step_cost(step: Step) -> float:
+    """Expected seconds: the last stamp's measurement, else the front matter's ``cost`` hint split 2:1."""
+    stamp = read_stamp(step.chapter)
+    measured = stamp.get("seconds" if step.kind == "execute" else "nbval_seconds")
+    if isinstance(measured, (int, float)):
+        return float(measured)
+    hint = chapter_options(step.chapter).get("cost")
+    if isinstance(hint, (int, float)):
+        return float(hint) * (2 / 3 if step.kind == "execute" else 1 / 3)
+    return DEFAULT_COST
+
+
+def run_steps(steps: list[Step], deps: dict[str, set[str]], *, jobs: int, keep_going: bool,
+              log=print) -> tuple[list[str], dict[tuple[str, str], tuple[bool, float]]]:
+    """Run ``steps`` on ``jobs`` workers in dependency order; returns (failed chapters, results per step).
+
+    A chapter's ``execute`` waits for the ``execute`` of the chapters in ``deps``; its ``nbval`` for its own
+    ``execute``. Among ready steps, the one whose chapter unlocks the most work (its own cost plus that of every
+    chapter waiting on it, transitively) starts first. After a failure no new step starts unless
+    ``keep_going``; the chapters that wait on a failed one are skipped.
+    """
+    key = lambda step: (step.chapter.stem, step.kind)  # noqa: E731
+    pending = {key(s): s for s in steps}
+    costs = {key(s): step_cost(s) for s in steps}
+    chapter_cost: dict[str, float] = {}
+    for (stem, _), cost in costs.items():
+        chapter_cost[stem] = chapter_cost.get(stem, 0.0) + cost
+    waiting_on: dict[str, set[str]] = {stem: set() for stem in deps}
+    for stem, needs in deps.items():
+        for need in needs:
+            waiting_on.setdefault(need, set()).add(stem)
+
+    def unlocked(stem: str) -> set[str]:
+        seen, todo = set(), [stem]
+        while todo:
+            for nxt in waiting_on.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        return seen
+
+    priority = {k: costs[k] + (sum(chapter_cost.get(s, 0.0) for s in unlocked(k[0])) if k[1] == "execute" else 0)
+                for k in pending}
+    executed: set[str] = set()
+    exec_failed: set[str] = set()
+    failed: list[str] = []
+    results: dict[tuple[str, str], tuple[bool, float]] = {}
+    running: dict[concurrent.futures.Future, tuple[str, str]] = {}
+    stop = False
+    total = len(pending)
+    started = time.perf_counter()
+
+    scheduled = {stem for stem, kind in pending if kind == "execute"}
+
+    def ready(k: tuple[str, str]) -> bool:
+        stem, kind = k
+        needs = {stem} if kind == "nbval" else deps.get(stem, set())
+        return all(d in executed or d not in scheduled for d in needs)
+
+    pool: concurrent.futures.Executor
+    if jobs > 1:
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
+    else:
+        pool = _Inline()
+    try:
+        while pending or running:
+            # chapters waiting (directly or not) on a failed one cannot run
+            for k in [k for k in pending if k[0] in exec_failed
+                      or (k[1] == "execute" and deps.get(k[0], set()) & exec_failed)]:
+                del pending[k]
+                if k[0] not in failed:
+                    failed.append(k[0])
+                    exec_failed.add(k[0])
+                    log(f"[{k[0]}] skipped: it waits for a chapter that failed")
+            if not stop:
+                for k in sorted((k for k in pending if ready(k)), key=lambda k: -priority[k]):
+                    if len(running) >= jobs:
+                        break
+                    step = pending.pop(k)
+                    log(f"== start {k[1]} {k[0]} ({total - len(pending) - len(running)}/{total}, "
+                        f"{time.perf_counter() - started:.0f} s)")
+                    running[pool.submit(_call_run_step, step)] = k
+            if not running:
+                if pending and not stop:
+                    raise BuildError(f"nothing can start: {', '.join(f'{s} {k}' for s, k in pending)} wait for "
+                                     "chapters that are not being built")
+                break
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                k = running.pop(future)
+                try:
+                    results[k] = future.result()
+                except BuildError as error:
+                    log(f"FAILED: {error}")
+                    failed.append(k[0])
+                    if k[1] == "execute":
+                        exec_failed.add(k[0])
+                    if not keep_going:
+                        stop = True
+                        if running:
+                            log(f"waiting for {len(running)} running step(s) to finish, then stopping")
+                    continue
+                if k[1] == "execute":
+                    executed.add(k[0])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if pending:
+        log(f"not run after the failure: {', '.join(sorted({s for s, _ in pending}))}")
+    return failed, results
 
 
 # -------------------------------------------------------------------------------------------- html
@@ -371,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-html", action="store_true", help="skip jupyter-book build")
     parser.add_argument("--all-pages", action="store_true", help="make jupyter-book re-render every page")
     parser.add_argument("--keep-going", action="store_true", help="after a failed chapter, do the others")
+    parser.add_argument("--jobs", "-j", type=int, metavar="N",
+                        help="chapters run side by side (default: $ACTEDIT_BOOK_JOBS, else usable CPUs, at most 4)")
     parser.add_argument("--list", action="store_true", help="print each chapter's state and exit")
     args = parser.parse_args(argv)
 
@@ -381,6 +623,10 @@ def main(argv: list[str] | None = None) -> int:
         chapters = chapters_from_toc(ROOT)
     except (FileNotFoundError, ValueError) as error:
         log(f"error: {error}")
+        return 2
+    all_chapters = list(chapters)
+    if args.jobs is not None and args.jobs < 1:
+        log(f"error: --jobs must be at least 1, got {args.jobs}")
         return 2
     if args.only:
         unknown = sorted(set(args.only) - {c.stem for c in chapters})
@@ -406,28 +652,40 @@ def main(argv: list[str] | None = None) -> int:
         except BuildError as error:
             log(f"error: {error}")
             return 2
-    failures: list[str] = []
-    summary: list[str] = []
-    steps = [("execute", not args.no_execute), ("nbval", args.nbval or args.force_nbval)]
-    for step, wanted in steps:
-        if not wanted:
-            continue
-        log(f"== {step}: {len(chapters)} chapter(s)")
-        for index, chapter in enumerate(chapters, 1):
-            if chapter.stem in failures:
-                continue
-            log(f"[{index}/{len(chapters)}] {chapter.stem}")
-            try:
-                if step == "execute":
-                    ran = execute(chapter, params[chapter.stem], force=args.force, log=log)
-                    summary.append(f"{chapter.stem}: {'executed' if ran else 'skipped'}")
-                else:
-                    validate(chapter, params[chapter.stem], force=args.force_nbval, log=log)
-            except BuildError as error:
-                log(f"FAILED: {error}")
-                failures.append(chapter.stem)
-                if not args.keep_going:
-                    return 1
+    try:
+        jobs = args.jobs if args.jobs is not None else default_jobs()
+        deps = dependencies(chapters, known=[c.stem for c in all_chapters])
+    except ValueError as error:
+        log(f"error: {error}")
+        return 2
+    steps = []
+    for chapter in chapters:
+        if not args.no_execute:
+            steps.append(Step("execute", chapter, params[chapter.stem], args.force))
+        if args.nbval or args.force_nbval:
+            steps.append(Step("nbval", chapter, params[chapter.stem], args.force_nbval))
+    if steps:
+        kinds = " + ".join(k for k, on in (("execute", not args.no_execute), ("nbval", args.nbval or args.force_nbval))
+                           if on)
+        log(f"== {kinds}: {len(chapters)} chapter(s) on {jobs} worker(s), "
+            f"kernels with OMP_NUM_THREADS={_kernel_env().get('OMP_NUM_THREADS')}")
+    try:
+        failures, results = run_steps(steps, deps, jobs=jobs, keep_going=args.keep_going, log=log)
+    except BuildError as error:
+        log(f"FAILED: {error}")
+        return 1
+    ran = [(stem, kind, seconds) for (stem, kind), (did, seconds) in results.items() if did]
+    if ran:
+        log("== what ran (seconds):")
+        for chapter in chapters:
+            times = {kind: seconds for stem, kind, seconds in ran if stem == chapter.stem}
+            if times:
+                log(f"  {chapter.stem:32s} execute {times.get('execute', 0):7.1f}   nbval {times.get('nbval', 0):7.1f}")
+    summary = [f"{stem}: {'executed' if did else 'skipped'}" for (stem, kind), (did, _) in results.items()
+               if kind == "execute"]
+    if failures and not args.keep_going:
+        log(f"FAILED chapters: {', '.join(failures)}")
+        return 1
     if args.no_execute:
         stale = [c.stem for c in chapters if not is_fresh(c, input_hash(c, params[c.stem], ROOT))]
         if stale:

@@ -1,8 +1,10 @@
 """Tests of actedit.baselines: one calling convention, copies only, configs respected, 1 and 3 channels."""
+import copy
 import hashlib
 import math
 
 import pytest
+import pandas as pd
 import torch
 from torch import nn
 
@@ -254,6 +256,67 @@ def test_run_comparison_scores_every_method_and_leaves_the_victim_alone():
     assert set(rows.columns) == {"method", "bdk", "samples", "asr", "acc", "ctca", "score", "seconds"}
     with pytest.raises(ValueError, match="unknown method"):
         run_comparison(victim, victim.model, methods=[("ours", None)])
+
+
+def test_run_comparison_through_a_cache_trains_each_baseline_once(tmp_path, monkeypatch):
+    import actedit.baselines.comparison as comparison
+    from actedit.baselines import run_comparison
+    from actedit.cache import Cache
+
+    victim = tiny_victim()
+    reference = tiny_model(1).eval()
+    fast = {"actFT": ActFTConfig(batch_size=8), "BaEraser": BaEraserConfig(target=1, batch_size=8)}
+    kwargs = dict(n_ours=8, n_baselines=16, configs=fast, n_eval=12)
+    plain = run_comparison(victim, reference, **kwargs)
+    first = run_comparison(victim, reference, cache=Cache(tmp_path), **kwargs)
+    columns = ["method", "bdk", "samples", "asr", "acc", "ctca", "score"]
+    pd.testing.assert_frame_equal(first[columns], plain[columns])   # caching changes no number
+
+    calls = []
+    for name, method in list(comparison._RUN.items()):
+        monkeypatch.setitem(comparison._RUN, name, lambda model, *a, _n=name, **k: (calls.append(_n),
+                                                                                    copy.deepcopy(model))[1])
+    monkeypatch.setattr(comparison, "nad", lambda model, *a, **k: (calls.append("NAD"), copy.deepcopy(model))[1])
+    again = run_comparison(victim, reference, cache=Cache(tmp_path), **kwargs)
+    assert calls == []                                                 # every baseline came from the cache
+    pd.testing.assert_frame_equal(again[columns], first[columns])
+    baselines = again["method"].isin(["actFT", "BaEraser", "basicFT", "NAD"])
+    assert (again.loc[baselines, "seconds"] == first.loc[baselines, "seconds"]).all()   # the recorded times
+
+    # another victim (other weights, same spec) is another entry: the baselines train again
+    other = tiny_victim()
+    with torch.no_grad():
+        next(other.model.parameters()).add_(0.01)
+    run_comparison(other, reference, cache=Cache(tmp_path), **kwargs)
+    assert sorted(calls) == ["BaEraser", "NAD", "actFT", "basicFT"]
+
+
+def test_fit_cached_trains_once_per_model_data_and_recipe(tmp_path, monkeypatch):
+    import actedit.training as training
+    from actedit.cache import Cache
+    from actedit.training import TrainConfig, fit_cached
+
+    images, labels = tiny_data(1)
+    config = TrainConfig(epochs=1, batch_size=8)
+    torch.manual_seed(0)
+    first = tiny_model(1)
+    initial = copy.deepcopy(first)
+    meta = fit_cached(first, images, labels, config=config, key={"name": "demo"}, cache=Cache(tmp_path),
+                      progress=False)
+    assert len(meta["seconds"]) == 1 and state_hash(first) != state_hash(initial)
+
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("trained although cached"))
+    second = copy.deepcopy(initial)
+    fit_cached(second, images, labels, config=config, key={"name": "demo"}, cache=Cache(tmp_path), progress=False)
+    assert state_hash(second) == state_hash(first)
+
+    for changed in ({"images": images.flip(0)}, {"config": TrainConfig(epochs=2, batch_size=8)}):
+        with pytest.raises(pytest.fail.Exception, match="trained although cached"):
+            fit_cached(copy.deepcopy(initial), changed.get("images", images), labels,
+                       config=changed.get("config", config), key={"name": "demo"}, cache=Cache(tmp_path),
+                       progress=False)
+    with pytest.raises(TypeError, match="key must be a dict"):
+        fit_cached(copy.deepcopy(initial), images, labels, key="demo", cache=Cache(tmp_path))
 
 
 def test_score_table_and_best_methods_from_tidy_frames():

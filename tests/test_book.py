@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -147,6 +148,131 @@ def test_a_failing_notebook_names_itself_and_leaves_no_stamp(tiny_book):
     assert "broken on purpose" in str(error.value)
     assert not chapter.stamp.exists()
     assert (tiny_book / "_build" / "failed" / "tiny.ipynb").is_file()
+
+
+def test_the_hash_covers_the_kernels_thread_count(tiny_book, monkeypatch):
+    # torch's CPU results depend on the thread count: a chapter executed with another count is stale
+    (chapter,) = build_book.chapters_from_toc(tiny_book)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    default = build_book.input_hash(chapter, {}, tiny_book)
+    assert build_book._kernel_env()["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert build_book.input_hash(chapter, {}, tiny_book) != default
+
+
+# ------------------------------------------------------------------------------------- scheduling
+
+
+def _chapter_book(tmp_path, fronts: dict[str, str]) -> list:
+    """A book of chapters named like ``fronts``' keys whose front matter ends with the given ``actedit:`` lines."""
+    (tmp_path / "notebooks").mkdir(parents=True)
+    for stem, extra in fronts.items():
+        head, body = TINY.split("---\n\n", 1)
+        (tmp_path / "notebooks" / f"{stem}.md").write_text(f"{head}{extra}---\n\n{body}")
+    stems = list(fronts)
+    toc = f"format: jb-book\nroot: book/_executed/{stems[0]}\nchapters:\n"
+    toc += "".join(f"  - file: book/_executed/{stem}\n" for stem in stems[1:])
+    (tmp_path / "_toc.yml").write_text(toc)
+    return build_book.chapters_from_toc(tmp_path)
+
+
+def test_dependencies_come_from_the_front_matter(tmp_path):
+    chapters = _chapter_book(tmp_path, {
+        "a": "",
+        "b": "actedit:\n  after: [a]\n  cost: 30\n",
+        "c": "actedit:\n  after: [b]\n",
+        "z": "actedit:\n  depends_on_chapters: true\n",
+    })
+    assert build_book.dependencies(chapters) == {"a": set(), "b": {"a"}, "c": {"b"}, "z": {"a", "b", "c"}}
+    assert build_book.chapter_options(chapters[1]) == {"after": ["a"], "cost": 30}
+    # --only b: a is known but not selected, so b does not wait for it
+    assert build_book.dependencies([chapters[1]], known=["a", "b", "c", "z"]) == {"b": set()}
+
+
+@pytest.mark.parametrize("fronts, message", [
+    ({"a": "actedit:\n  after: [nope]\n"}, "names nope, not in _toc.yml"),
+    ({"a": "actedit:\n  after: a\n"}, "must be a list"),
+    ({"a": "actedit:\n  after: [b]\n", "b": "actedit:\n  after: [a]\n"}, "cycle: a -> b -> a"),
+])
+def test_bad_dependencies_are_refused(tmp_path, fronts, message):
+    chapters = _chapter_book(tmp_path, fronts)
+    with pytest.raises(ValueError, match=message):
+        build_book.dependencies(chapters)
+
+
+def _fake_steps(monkeypatch, tmp_path, fail: set[str] = frozenset()):
+    """Replace run_step with one that appends 'start/end kind stem' lines to a file (workers are processes)."""
+    journal = tmp_path / "journal.txt"
+
+    def fake(step):
+        with open(journal, "a") as f:
+            f.write(f"start {step.kind} {step.chapter.stem}\n")
+        time.sleep(0.2)
+        with open(journal, "a") as f:
+            f.write(f"end {step.kind} {step.chapter.stem}\n")
+        if step.chapter.stem in fail:
+            raise build_book.BuildError(f"notebook {step.chapter.stem} failed on purpose")
+        return True, 0.2
+
+    monkeypatch.setattr(build_book, "run_step", fake)
+    return journal
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_steps_run_after_what_they_wait_for_and_the_unlocking_chapter_first(tmp_path, monkeypatch, jobs):
+    chapters = _chapter_book(tmp_path / "book", {
+        "a": "actedit:\n  cost: 10\n",
+        "big": "actedit:\n  cost: 100\n",
+        "b": "actedit:\n  after: [a]\n  cost: 200\n",
+        "z": "actedit:\n  depends_on_chapters: true\n",
+    })
+    journal = _fake_steps(monkeypatch, tmp_path)
+    steps = [build_book.Step(kind, c, {}, False) for c in chapters for kind in ("execute", "nbval")]
+    failed, results = build_book.run_steps(steps, build_book.dependencies(chapters), jobs=jobs,
+                                           keep_going=False, log=lambda _: None)
+    assert failed == [] and len(results) == 8
+    lines = journal.read_text().splitlines()
+    at = {line: i for i, line in enumerate(lines)}
+    # a unlocks b (cost 200): it starts before big, although big costs more on its own
+    assert lines[0] == "start execute a"
+    for stem in ("a", "big", "b"):
+        assert at[f"end execute {stem}"] < at[f"start nbval {stem}"]
+        assert at[f"end execute {stem}"] < at["start execute z"]
+    assert at["end execute a"] < at["start execute b"]
+    if jobs == 2:  # two run side by side: big starts before a ends
+        assert at["start execute big"] < at["end execute a"]
+
+
+def test_a_failed_chapter_skips_what_waits_for_it(tmp_path, monkeypatch):
+    chapters = _chapter_book(tmp_path / "book", {
+        "a": "",
+        "b": "actedit:\n  after: [a]\n",
+        "c": "",
+    })
+    journal = _fake_steps(monkeypatch, tmp_path, fail={"a"})
+    steps = [build_book.Step("execute", c, {}, False) for c in chapters]
+    log: list[str] = []
+    failed, _ = build_book.run_steps(steps, build_book.dependencies(chapters), jobs=1, keep_going=True,
+                                     log=log.append)
+    assert failed == ["a", "b"]
+    assert "start execute b" not in journal.read_text()
+    assert "start execute c" in journal.read_text()
+    assert any("b] skipped" in line for line in log)
+    # without --keep-going nothing new starts after the failure
+    journal.unlink()
+    failed, _ = build_book.run_steps(steps, build_book.dependencies(chapters), jobs=1, keep_going=False,
+                                     log=log.append)
+    assert "a" in failed and "start execute c" not in journal.read_text()
+
+
+def test_jobs_default_and_its_bad_value(monkeypatch):
+    monkeypatch.setenv("ACTEDIT_BOOK_JOBS", "3")
+    assert build_book.default_jobs() == 3
+    monkeypatch.setenv("ACTEDIT_BOOK_JOBS", "two")
+    with pytest.raises(ValueError, match="ACTEDIT_BOOK_JOBS"):
+        build_book.default_jobs()
+    monkeypatch.delenv("ACTEDIT_BOOK_JOBS")
+    assert 1 <= build_book.default_jobs() <= 4
 
 
 def test_remote_assets_are_found(tmp_path):

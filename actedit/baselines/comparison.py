@@ -9,14 +9,17 @@ Ours uses 512 D_U images (§4.1); the paper does not say how many the baselines 
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
+from dataclasses import asdict, is_dataclass
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
+from ..cache import Cache, _digest
 from ..edit import EditConfig, edit_model
 from ..metrics import evaluate, score
 from ..seeding import generator
@@ -53,7 +56,7 @@ def victim_configs(victim) -> dict[str, Any]:
 def run_comparison(victim, reference: nn.Module, *, n_ours: int = 512, n_baselines: int = 5000,
                    methods: Sequence[tuple[str, bool]] = METHODS, configs: Mapping[str, Any] | None = None,
                    edit_config: EditConfig | None = None, n_eval: int | None = None,
-                   device: str | torch.device = "cpu") -> pd.DataFrame:
+                   device: str | torch.device = "cpu", cache: Cache | None = None) -> pd.DataFrame:
     """Unlearn ``victim`` with each method and score it; one row per method plus a "victim" and a "retrained" row.
 
     Arguments:
@@ -67,6 +70,11 @@ def run_comparison(victim, reference: nn.Module, *, n_ours: int = 512, n_baselin
         edit_config: :class:`actedit.EditConfig` of ours (paper defaults).
         n_eval: evaluate on this many D_V images (a random subset fixed by seed 0, the same for every model and
             victim of the dataset); None: all of D_V.
+        cache: where the baselines' trained weights are kept (:class:`actedit.cache.Cache`); None: nothing is
+            cached. An entry is keyed by the victim's specification and a digest of its weights, the method, its
+            config, ``n_baselines`` and the device type, and records the training time of the run that made it
+            (reported in ``seconds`` on later hits). Ours is never cached: it is what the tables are about and
+            takes a fraction of a second.
 
     Returns columns ``method, bdk, samples, asr, acc, ctca, score, seconds``: ASR/ACC/CTCA in percent on D_V with
     the verification trigger (as :meth:`Victim.evaluate`), Score (Eq. 6; NaN for the two reference rows) and the
@@ -93,24 +101,54 @@ def run_comparison(victim, reference: nn.Module, *, n_ours: int = 512, n_baselin
     small_x, _ = victim.unseen(n_ours)
     edit_config = edit_config or EditConfig(device=str(device))
     teacher: tuple[nn.Module, float] | None = None
+    weights = _digest(victim.model.state_dict()) if cache is not None else None
     for name, bdk in methods:
         trigger = victim.trigger if bdk else None
-        with timed(device) as t:
+        reuse = name == "NAD" and teacher is not None and configs["NAD"].teacher == configs["basicFT"]
+
+        def run() -> nn.Module:
             if name == "ours":
-                model = edit_model(victim.model, small_x, trigger=trigger, config=edit_config)
-            elif name == "NAD" and teacher is not None and configs["NAD"].teacher == configs["basicFT"]:
-                model = nad(victim.model, images, labels, config=configs["NAD"], device=device, teacher=teacher[0])
-            else:
-                model = _RUN[name](victim.model, images, labels, trigger=trigger, config=configs[name], device=device)
-        seconds = t.seconds + (teacher[1] if name == "NAD" and teacher is not None else 0.0)
+                return edit_model(victim.model, small_x, trigger=trigger, config=edit_config)
+            if reuse:
+                return nad(victim.model, images, labels, config=configs["NAD"], device=device, teacher=teacher[0])
+            return _RUN[name](victim.model, images, labels, trigger=trigger, config=configs[name], device=device)
+
+        if cache is None or name == "ours":
+            with timed(device) as t:
+                model = run()
+            own_seconds = t.seconds
+        else:
+            model, own_seconds = _cached_baseline(cache, victim, weights, name, bdk, configs[name], n_baselines,
+                                                  device, run)
+        seconds = own_seconds + (teacher[1] if reuse else 0.0)
         if name == "basicFT":
-            teacher = (model, t.seconds)
+            teacher = (model, own_seconds)
         metrics = measure(model)
         rows.append(_row(name, bdk, n_ours if name == "ours" else n_baselines, metrics,
                          score(metrics["asr"], before["asr"], metrics["acc"], ref["acc"]), seconds))
         log.info("%s (%s): %s", name, "BDK" if bdk else "¬BDK", {k: round(rows[-1][k], 2) for k in
                                                                 ("asr", "acc", "ctca", "score")})
     return pd.DataFrame(rows)
+
+
+def _cached_baseline(cache: Cache, victim, weights: str, name: str, bdk: bool, config: Any, samples: int,
+                     device: str | torch.device, run) -> tuple[nn.Module, float]:
+    """``run()``'s model and training seconds, from ``cache`` when an identical run was made before."""
+    key = {"role": "unlearned", "victim": asdict(victim.spec), "weights": weights, "method": name, "bdk": bdk,
+           "config": asdict(config) if is_dataclass(config) else repr(config), "samples": samples, "device": torch.device(device).type}
+    made: dict[str, nn.Module] = {}
+
+    def build() -> tuple[dict, dict]:
+        with timed(device) as t:
+            made["model"] = run()
+        return made["model"].state_dict(), {"seconds": t.seconds}
+
+    state, meta = cache.get_or_build("unlearned", key, build)
+    if "model" in made:
+        return made["model"], float(meta["seconds"])
+    model = copy.deepcopy(victim.model).to(device)  # the baselines return a copy with the victim's modes
+    model.load_state_dict(state)
+    return model, float(meta["seconds"])
 
 
 def _row(method: str, bdk: bool | None, samples: int, metrics: Mapping[str, Any], value: float,
