@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 
-__all__ = ["Cache", "default_root", "key_hash"]
+__all__ = ["Cache", "default_root", "key_hash", "state_digest"]
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +44,8 @@ def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-def _digest(state: dict[str, torch.Tensor]) -> str:
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a tensors dict (names, dtypes, shapes and bytes): equal digests mean equal tensors."""
     h = hashlib.sha256()
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
@@ -84,7 +85,7 @@ class Cache:
                 raise ValueError(f"written by actedit {header.get('actedit_version')}, this is {__version__}")
             if json.loads(header.get("key", "null")) != json.loads(json.dumps(key, sort_keys=True, default=str)):
                 raise ValueError("key mismatch")
-            if header.get("sha256") != _digest(state):
+            if header.get("sha256") != state_digest(state):
                 raise ValueError("checksum mismatch")
             meta = json.loads(header.get("meta", "{}"))
         except (SafetensorError, ValueError, OSError, json.JSONDecodeError, RuntimeError) as err:
@@ -100,7 +101,7 @@ class Cache:
         header = {
             "actedit_version": __version__,
             "key": json.dumps(key, sort_keys=True, default=str),
-            "sha256": _digest(state),
+            "sha256": state_digest(state),
             "meta": json.dumps(meta or {}, default=str),
         }
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)

@@ -220,13 +220,13 @@ def fit_cached(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, 
     """
     from dataclasses import asdict
 
-    from .cache import Cache, _digest
+    from .cache import Cache, state_digest
 
     if not isinstance(key, dict):
         raise TypeError(f"key must be a dict naming the run, got {type(key).__name__}")
     cache = cache if cache is not None else Cache()
-    full_key = {"role": "fit", **key, "model": repr(model), "initial": _digest(model.state_dict()),
-                "images": _digest({"x": images}), "labels": _digest({"y": labels}), "config": asdict(config),
+    full_key = {"role": "fit", **key, "model": repr(model), "initial": state_digest(model.state_dict()),
+                "images": state_digest({"x": images}), "labels": state_digest({"y": labels}), "config": asdict(config),
                 "device": torch.device(device).type}
 
     def build() -> tuple[dict, dict]:

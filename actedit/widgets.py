@@ -23,7 +23,6 @@ of ``evaluate`` on the whole edited model).
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import logging
 import math
@@ -35,6 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .cache import state_digest
 from .edit import BN_MODES, EditConfig, Extraction, LayerFactor, apply_factors, compute_factors, extract
 from .metrics import evaluate, score
 from .repair import repair
@@ -116,15 +116,6 @@ class _FrontTrigger:
             raise RuntimeError("the front-of-network trigger was called on other inputs than the non-target "
                                "evaluation images; evaluate with reuse_front=False")
         return self.front.triggered
-
-
-def _state_digest(module: nn.Module) -> str:
-    """Hash of the parameters and buffers of ``module``: equal digests mean an equal front of the network."""
-    h = hashlib.sha1()
-    for name, tensor in module.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class EditSession:
@@ -293,7 +284,7 @@ class EditSession:
         if cut == 0:
             return None
         front = nn.Sequential(*list(extraction.model.children())[:cut])
-        key = f"{cut}:{_state_digest(front)}"
+        key = f"{cut}:{state_digest(front.state_dict())}"
         if key in self._fronts:
             self._fronts.move_to_end(key)
             return self._fronts[key]

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..cache import Cache, _digest
+from ..cache import Cache, state_digest
 from ..edit import EditConfig, edit_model
 from ..metrics import evaluate, score
 from ..seeding import generator
@@ -101,7 +101,7 @@ def run_comparison(victim, reference: nn.Module, *, n_ours: int = 512, n_baselin
     small_x, _ = victim.unseen(n_ours)
     edit_config = edit_config or EditConfig(device=str(device))
     teacher: tuple[nn.Module, float] | None = None
-    weights = _digest(victim.model.state_dict()) if cache is not None else None
+    weights = state_digest(victim.model.state_dict()) if cache is not None else None
     for name, bdk in methods:
         trigger = victim.trigger if bdk else None
         reuse = name == "NAD" and teacher is not None and configs["NAD"].teacher == configs["basicFT"]
