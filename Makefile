@@ -1,52 +1,55 @@
 # actedit — the two README commands and their parts.
 #
-#   make book    README command 1: set up, execute the chapters, nbval them, build _build/html
+#   make book    README command 1: set up, train the models, execute the chapters, nbval them, build _build/html
 #   make test    README command 2: unit tests, the book if stale, nbval, the offline browser test
 #
-# Both are cheap when nothing changed: setup keeps markers, the book keeps stamps per chapter.
+# The book is a Snakemake workflow (workflow/Snakefile): it runs only what changed since the last build.
 
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-BUILD  := $(PY) scripts/build_book.py
 PARAMS ?=
-BOOK_ARGS ?=
-ifneq ($(strip $(PARAMS)),)
-BOOK_ARGS += --params $(PARAMS)
-endif
-JOBS   ?=
-ifneq ($(strip $(JOBS)),)
-BOOK_ARGS += --jobs $(JOBS)
-endif
+# jobs side by side: $$ACTEDIT_BOOK_JOBS, else the usable CPUs, at most 4 (each kernel holds ~2 GiB)
+JOBS   ?= $(or $(ACTEDIT_BOOK_JOBS),$(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n))
+SNAKE_ARGS ?=
+# targets go first: --rerun-triggers and --config take every word after them
+SNAKEMAKE = $(VENV)/bin/snakemake $(1) --cores $(JOBS) --rerun-triggers mtime params input $(SNAKE_ARGS) \
+	--config params=$(PARAMS) $(2)
 PYTEST_ARGS ?=
 
-.PHONY: help setup book notebooks html nbval test unit browser-test bench lock clean distclean
+.PHONY: help setup book notebooks html nbval dag test unit browser-test bench lock clean distclean
 
 help:
 	@echo "make setup      venv + requirements.lock + Debian datasets/chromium + offline web assets"
-	@echo "make book       setup, execute stale chapters, nbval, jupyter-book build  (README command 1)"
+	@echo "make book       setup, train, execute stale chapters, nbval, jupyter-book build  (README command 1)"
 	@echo "make test       setup, unit tests, book if stale, nbval, browser test     (README command 2)"
 	@echo "make notebooks  execute stale chapters only;  make html: jupyter-book build only"
-	@echo "make nbval      re-run nbval on every executed chapter, ignoring stamps"
+	@echo "make nbval      re-run nbval on every chapter (executing stale ones first)"
+	@echo "make dag        redraw book/_static/workflow_dag.svg (snakemake --dag, needs graphviz)"
 	@echo "make bench      python bench/run.py"
 	@echo "make lock       rewrite requirements.lock from the working venv"
 	@echo "make clean      remove _build and the executed chapters;  make distclean: also venv, node_modules"
 	@echo "PARAMS=params/paper make book   inject params/paper/<chapter>.yml where present"
-	@echo "JOBS=1 make book                one chapter at a time (default: usable CPUs, at most 4)"
+	@echo "JOBS=1 make book                one job at a time (default: usable CPUs, at most 4)"
+	@echo "SNAKE_ARGS=-n make book         any other snakemake option (here: a dry run)"
 
 setup:
 	bash scripts/setup.sh
 
 book: setup
-	$(BUILD) --nbval $(BOOK_ARGS)
+	$(call SNAKEMAKE,all,nbval=1)
 
 notebooks: setup
-	$(BUILD) --no-html $(BOOK_ARGS)
+	$(call SNAKEMAKE,notebooks)
 
 html: setup
-	$(BUILD) --no-execute $(BOOK_ARGS)
+	$(PY) workflow/book.py html
 
 nbval: setup
-	$(BUILD) --no-execute --no-html --force-nbval $(BOOK_ARGS)
+	$(call SNAKEMAKE,checked --forcerun nbval,nbval=1)
+
+# The figure of the default book's jobs in the README; with PARAMS=params/paper it shows the paper-scale DAG.
+dag:
+	$(call SNAKEMAKE,all --dag --forceall,nbval=1) | dot -Tsvg > book/_static/workflow_dag.svg
 
 unit: setup
 	$(PY) -m pytest tests -m "not book" $(PYTEST_ARGS)
@@ -54,8 +57,9 @@ unit: setup
 browser-test: setup
 	$(PY) -m pytest tests -m book $(PYTEST_ARGS)
 
-# The book step executes and nbval-checks only chapters whose stamps are stale; on a warm tree it only
-# re-renders changed pages. The browser test then opens every built page with the network off.
+# The book step trains, executes and nbval-checks only what changed (Snakemake: files newer than their
+# outputs, changed parameters); on a warm tree it does nothing. The browser test then opens every built page
+# with the network off.
 test: unit book browser-test
 
 bench: setup
@@ -68,7 +72,7 @@ lock:
 	mv requirements.lock.tmp requirements.lock
 
 clean:
-	rm -rf _build book/_executed
+	rm -rf _build book/_executed .snakemake
 
 distclean: clean
 	rm -rf $(VENV) node_modules book/_static/vendor .pytest_cache
