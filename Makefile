@@ -49,7 +49,9 @@ nbval: setup
 
 # The figure of the default book's jobs in the README; with PARAMS=params/paper it shows the paper-scale DAG.
 dag:
-	$(call SNAKEMAKE,all --dag --forceall,nbval=1) | dot -Tsvg > book/_static/workflow_dag.svg
+	$(call SNAKEMAKE,all --dag --forceall --nolock,nbval=1) \
+	| $(PY) workflow/book.py label-dag --params=$(PARAMS) | unflatten -l 4 -f -c 8 | dot -Tsvg \
+	> book/_static/workflow_dag.svg
 
 unit: setup
 	$(PY) -m pytest tests -m "not book" $(PYTEST_ARGS)

@@ -58,8 +58,11 @@ class ModelJob:
         return (cache or Cache()).path("models", _key(self.spec, self.role))
 
     def describe(self) -> str:
-        s = self.spec
-        return f"{self.role} {s.dataset}/{s.model}/{s.trigger} y_t={s.target} seed={s.seed}"
+        """``victim fashion-mnist/cnn/white y_t=2 seed=0``, plus the fields that differ from the defaults."""
+        s, default = self.spec, VictimSpec()
+        shown = ("dataset", "model", "trigger", "target", "seed")
+        extra = "".join(f" {k}={v}" for k, v in asdict(s).items() if k not in shown and v != getattr(default, k))
+        return f"{self.role} {s.dataset}/{s.model}/{s.trigger} y_t={s.target} seed={s.seed}{extra}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self.spec), sort_keys=True)

@@ -49,7 +49,7 @@ def snakemake_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", metavar="DIR", help="inject DIR/<stem>.yml into each chapter that has one")
@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-going", action="store_true", help="after a failed job, do the others")
     parser.add_argument("--jobs", "-j", type=int, metavar="N", help="jobs side by side (default: usable CPUs, <= 4)")
     parser.add_argument("--dry-run", "-n", action="store_true", help="only say what would run")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        command = snakemake_command(args)
+        command = snakemake_command(parse_args(argv))
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

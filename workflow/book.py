@@ -7,6 +7,7 @@ Usage (from the repository root, inside the project's virtual environment; Snake
     python workflow/book.py nbval 03_method
     python workflow/book.py html
     python workflow/book.py times _build/benchmarks     # per-job seconds of the last build
+    snakemake --dag ... | python workflow/book.py label-dag | dot -Tsvg > dag.svg   # name the training jobs
 
 Every entry of ``_toc.yml`` under ``book/_executed/`` is a chapter ``<stem>`` whose source is the Jupytext MyST
 notebook ``notebooks/<stem>.md``. ``execute`` runs it with papermill (kernel ``python3``, working directory the
@@ -359,6 +360,18 @@ def times_table(rows: list[tuple[str, str, float]]) -> str:
     return "\n".join(lines)
 
 
+def label_dag(dot: str, params_dir: str | None = None, root: Path = ROOT) -> str:
+    """``snakemake --dag`` output with each training job's cache key replaced by the model it trains."""
+    from actedit import plan
+
+    names = {}
+    for chapter in chapters_from_toc(root):
+        parameters = chapter_parameters(chapter, load_params(params_dir, chapter.stem))
+        for job in plan.models_for(chapter.stem, parameters).jobs():
+            names[job.key] = job.describe().replace(" ", "\\n")
+    return re.sub(r"key: ([0-9a-f]+)", lambda m: names.get(m.group(1), m.group(0)), dot)
+
+
 # -------------------------------------------------------------------------------------------- main
 
 
@@ -383,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("times", help="seconds per job from Snakemake's benchmark files")
     report.add_argument("benchmarks", type=Path)
     report.add_argument("--since", type=float, default=0.0, help="only files written after this Unix time")
+    dag = sub.add_parser("label-dag", help="read `snakemake --dag` on stdin, name the models of its training jobs")
+    dag.add_argument("--params", metavar="DIR", help="the DAG's parameter files (as its --config params=)")
     sub.add_parser("jobs", help="print the default number of jobs ($ACTEDIT_BOOK_JOBS, else CPUs, at most 4)")
     args = parser.parse_args(argv)
 
@@ -399,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             build_html(all_pages=args.all_pages, log=log)
         elif args.command == "times":
             log(times_table(times(args.benchmarks, args.since)))
+        elif args.command == "label-dag":
+            sys.stdout.write(label_dag(sys.stdin.read(), args.params))
         elif args.command == "jobs":
             log(str(default_jobs()))
     except (BuildError, FileNotFoundError, ValueError) as error:

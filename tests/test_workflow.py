@@ -1,0 +1,244 @@
+"""The book's workflow: ``actedit.plan`` (which models each chapter loads), ``workflow/book.py`` (its steps) and
+``workflow/Snakefile`` (dry runs of the default and the paper-scale DAG, the latter with the Slurm profile).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actedit import plan
+from actedit.cache import Cache
+from actedit.experiments import VictimSpec, get_victim
+
+ROOT = Path(__file__).resolve().parent.parent
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+book = _load("book", ROOT / "workflow" / "book.py")
+build_book = _load("build_book", ROOT / "scripts" / "build_book.py")
+CHAPTERS = book.chapters_from_toc(ROOT)
+
+
+def _parameters(stem: str, params_dir: str | None = None) -> dict:
+    chapter = next(c for c in CHAPTERS if c.stem == stem)
+    return book.chapter_parameters(chapter, book.load_params(params_dir, stem))
+
+
+def _all_jobs(params_dir: str | None) -> dict[str, plan.ModelJob]:
+    jobs = {}
+    for chapter in CHAPTERS:
+        for job in plan.models_for(chapter.stem, _parameters(chapter.stem, params_dir)).jobs():
+            jobs.setdefault(job.key, job)
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------ the plan
+
+
+@pytest.mark.parametrize("stem", sorted(plan.CHAPTERS))
+def test_each_planned_chapter_asks_the_plan_for_its_specs(stem):
+    """The chapter calls the very function the workflow reads: one list of models, not two."""
+    source = (ROOT / "notebooks" / f"{stem}.md").read_text(encoding="utf-8")
+    called = set(re.findall(r"\bplan\.(\w+)\(", source))
+    assert called == {plan.CHAPTERS[stem].__name__}, f"{stem} calls plan.{called}"
+    assert "VictimSpec(" not in source, f"{stem} builds a VictimSpec itself instead of asking actedit.plan"
+
+
+def test_the_default_book_plans_each_model_once():
+    table10 = plan.models_for("13_table10_target_class", _parameters("13_table10_target_class"))
+    assert len(table10.victims) == 10 and len(table10.references) == 1
+    # chapter 14 loads chapter 13's victims (same specs): the same cache entries, so the same jobs
+    detection = plan.models_for("14_detection", _parameters("14_detection"))
+    assert {j.key for j in detection.jobs() if j.role == "victim"} == {
+        j.key for j in table10.jobs() if j.role == "victim"}
+    # triggers with the same poisoning rate share their R: fewer jobs than specs
+    triggers = plan.models_for("07_tables3_4_triggers", _parameters("07_tables3_4_triggers"))
+    roles = [j.role for j in triggers.jobs()]
+    assert roles.count("victim") == 8 and 1 <= roles.count("retrained") < 8
+    assert len(_all_jobs(None)) == 29
+
+
+def test_a_chapter_without_the_plans_parameters_is_refused():
+    with pytest.raises(ValueError, match="lack seeds"):
+        plan.models_for("08_table5_samples", {"dataset": "mnist", "model": "cnn", "trigger": "white", "target": 2})
+    assert plan.models_for("01_introduction", {}).jobs() == []
+
+
+@pytest.mark.slow
+def test_a_job_trains_the_entry_the_chapter_loads(tmp_path):
+    """A training job's output is the cache entry get_victim reads; once it is there nothing trains again."""
+    cache = Cache(tmp_path)
+    job = plan.ModelJob("victim", VictimSpec(train_limit=600, test_limit=100, unseen=100, epochs=1))
+    path = job.train(cache=cache)
+    assert path == job.path(cache) and path.is_file()
+    before = path.stat().st_mtime_ns
+    victim = get_victim(job.spec, cache=cache, progress=False)
+    assert path.stat().st_mtime_ns == before
+    assert victim.meta["loss"], "the chapter got the trained model's record"
+    assert plan.ModelJob("victim", VictimSpec(**json.loads(job.to_json()))).key == job.key
+    with pytest.raises(ValueError, match="role"):
+        plan.ModelJob("baseline", job.spec)
+
+
+# ------------------------------------------------------------------------------------------- the steps
+
+
+def test_parameters_are_the_cell_then_the_file(tmp_path):
+    assert _parameters("07_tables3_4_triggers")["epochs"] == 6
+    paper = _parameters("07_tables3_4_triggers", str(ROOT / "params" / "paper"))
+    assert paper["dataset"] == "cifar10" and paper["n_images"] == 512
+    (tmp_path / "03_method.yml").write_text("no_such_parameter: 1\n")
+    with pytest.raises(ValueError, match="no_such_parameter"):
+        _parameters("03_method", str(tmp_path))
+    (tmp_path / "bad.yml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"):
+        book.load_params(tmp_path, "bad")
+
+
+TINY = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Tiny
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+x = 1
+```
+
+```{code-cell} ipython3
+import os
+print(f"x = {x}, threads {os.environ['OMP_NUM_THREADS']}")
+```
+"""
+
+
+@pytest.fixture
+def tiny_book(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "tiny.md").write_text(TINY)
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/_executed/tiny\nchapters:\n  - file: book/references\n")
+    return tmp_path
+
+
+def test_a_chapter_executes_with_its_parameters_on_one_thread(tiny_book, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    (chapter,) = book.chapters_from_toc(tiny_book)
+    assert chapter.executed == tiny_book / "book" / "_executed" / "tiny.ipynb"
+    book.execute(chapter, {"x": 2}, root=tiny_book, log=lambda _: None)
+    cells = json.loads(chapter.executed.read_text())["cells"]
+    printed = "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []))
+    assert "x = 2, threads 1" in printed
+
+
+def test_a_failing_chapter_names_itself_and_keeps_its_partial_output(tiny_book):
+    (chapter,) = book.chapters_from_toc(tiny_book)
+    chapter.source.write_text(TINY.replace("import os", 'raise RuntimeError("broken on purpose")'))
+    with pytest.raises(book.BuildError, match="notebook tiny .*failed") as error:
+        book.execute(chapter, {}, root=tiny_book, log=lambda _: None)
+    assert "broken on purpose" in str(error.value)
+    assert not chapter.executed.exists()
+    assert (tiny_book / "_build" / "failed" / "tiny.ipynb").is_file()
+
+
+def test_a_toc_entry_without_source_is_an_error(tiny_book):
+    (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: book/_executed/missing\n")
+    with pytest.raises(FileNotFoundError, match="notebooks/missing.md"):
+        book.chapters_from_toc(tiny_book)
+
+
+def test_jobs_default_and_its_bad_value(monkeypatch):
+    monkeypatch.setenv("ACTEDIT_BOOK_JOBS", "3")
+    assert book.default_jobs() == 3
+    monkeypatch.setenv("ACTEDIT_BOOK_JOBS", "two")
+    with pytest.raises(ValueError, match="ACTEDIT_BOOK_JOBS"):
+        book.default_jobs()
+    monkeypatch.delenv("ACTEDIT_BOOK_JOBS")
+    assert 1 <= book.default_jobs() <= 4
+
+
+def test_the_summary_reports_what_ran(tmp_path):
+    for kind, name, seconds in [("train", "abc", 30.0), ("train", "def", 12.5), ("execute", "03_method", 40.0),
+                                ("nbval", "03_method", 20.0)]:
+        (tmp_path / kind).mkdir(exist_ok=True)
+        (tmp_path / kind / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:{int(seconds)}\n")
+    table = book.times_table(book.times(tmp_path))
+    assert "trained 2 models in 42 s (longest 30 s)" in table
+    assert re.search(r"03_method\s+execute\s+40.0\s+nbval\s+20.0", table)
+    assert book.times(tmp_path, since=4e9) == []
+    assert "nothing ran" in book.times_table([])
+
+
+def test_the_old_entry_point_maps_onto_snakemake_targets():
+    args = build_book.parse_args(["--only", "03_method", "--no-html", "--nbval", "--params", "params/paper", "-j", "2"])
+    command = build_book.snakemake_command(args)
+    assert command[1:3] == ["book/_executed/03_method.ipynb", "_build/nbval/03_method.passed"]
+    assert command[3:5] == ["--cores", "2"] and "params=params/paper" in command and "nbval=1" in command
+    assert build_book.snakemake_command(build_book.parse_args([]))[1] == "all"
+    with pytest.raises(ValueError, match="not in _toc.yml: nope"):
+        build_book.snakemake_command(build_book.parse_args(["--only", "nope"]))
+
+
+# ------------------------------------------------------------------------------------------ dry runs
+
+
+def _dry_run(tmp_path, *options: str) -> str:
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake is not installed in this environment (requirements.lock has it: make setup)")
+    env = {**os.environ, "ACTEDIT_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([str(SNAKEMAKE), "all", "-n", "--forceall", "--nolock", *options], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output[output.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_the_default_dag_has_a_job_per_model_and_chapter(tmp_path):
+    counts = _job_counts(_dry_run(tmp_path, "--cores", "2"))
+    assert counts["train"] == len(_all_jobs(None))
+    assert counts["execute"] == counts["nbval"] == len(CHAPTERS)
+    assert counts["html"] == 1
+
+
+def test_the_paper_scale_dry_run_with_the_slurm_profile_lists_every_job(tmp_path):
+    output = _dry_run(tmp_path, "--profile", "profiles/slurm", "--config", "params=params/paper")
+    counts = _job_counts(output)
+    jobs = _all_jobs("params/paper")
+    assert counts["train"] == len(jobs) > len(_all_jobs(None))
+    assert counts["execute"] == counts["nbval"] == len(CHAPTERS)
+    for job in jobs.values():  # every model: its cache entry and what it is
+        assert f"train {job.key}: {job.describe()}" in output
+    for chapter in CHAPTERS:
+        assert f"output: book/_executed/{chapter.stem}.ipynb" in output
+    chapter_resources = re.findall(r"output: book/_executed/\S+\n(?:.*\n){0,5}?\s+resources: (.*)", output)
+    assert len(chapter_resources) == len(CHAPTERS)
+    assert all("gpu=1" in r and "slurm_partition=gpu" in r for r in chapter_resources)
