@@ -194,7 +194,8 @@ def _run_measured(command: list[str], cwd: Path, env: dict, logfile: Path) -> di
 
 
 # What a fresh clone does not have (build outputs, caches) or the copy shares by link (.venv).
-_NOT_COPIED = {".venv", "_build", ".cache", "book/_executed", "node_modules", ".git", ".pytest_cache", "bench/results"}
+_NOT_COPIED = {".venv", "_build", ".cache", "book/_executed", "node_modules", ".git", ".pytest_cache", "bench/results",
+               ".snakemake"}
 
 
 def _copy_repository(src: Path, dst: Path) -> None:
