@@ -204,6 +204,14 @@ def test_the_old_entry_point_maps_onto_snakemake_targets():
         build_book.snakemake_command(build_book.parse_args(["--only", "nope"]))
 
 
+def test_the_dag_figure_names_the_models_of_its_training_jobs():
+    job = next(iter(_all_jobs(None).values()))
+    dot = f'4[label = "train\\nkey: {job.key}"];\n5[label = "train\\nkey: 0123"];'
+    labelled = book.label_dag(dot)
+    assert job.key not in labelled and job.describe().split()[1] in labelled
+    assert "key: 0123" in labelled  # not a model of this book: left as it was
+
+
 # ------------------------------------------------------------------------------------------ dry runs
 
 
