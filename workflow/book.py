@@ -354,9 +354,12 @@ def times_table(rows: list[tuple[str, str, float]]) -> str:
     if trained:
         lines.append(f"trained {len(trained)} models in {sum(trained.values()):.0f} s "
                      f"(longest {max(trained.values()):.0f} s)")
+    def shown(kind: str, seconds: dict) -> str:
+        return f"{kind} {seconds[kind]:7.1f}" if kind in seconds else f"{kind} {'-':>7s}"
+
     for name, t in chapters.items():
         if "execute" in t or "nbval" in t:
-            lines.append(f"  {name:32s} execute {t.get('execute', 0):7.1f}   nbval {t.get('nbval', 0):7.1f}")
+            lines.append(f"  {name:32s} {shown('execute', t)}   {shown('nbval', t)}")
     return "\n".join(lines)
 
 
