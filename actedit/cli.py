@@ -359,7 +359,7 @@ def _image_size(args: argparse.Namespace) -> int:
     if args.size is not None:
         return args.size
     sizes = image_sizes(args.images)
-    (h, w), = sizes.most_common(1)
+    (h, w), _ = sizes.most_common(1)[0]
     if len(sizes) > 1 or h != w:
         listed = ", ".join(f"{h}x{w} ({n} images)" for (h, w), n in sizes.most_common(3))
         more = f" and {len(sizes) - 3} more sizes" if len(sizes) > 3 else ""

@@ -256,13 +256,30 @@ def input_channels(state: Mapping[str, torch.Tensor]) -> int | None:
     return None
 
 
-def _classes_from_state(state: Mapping[str, torch.Tensor]) -> int | None:
-    """The rows of the state dict's last matrix or convolution weight: the class count of a classifier whose last
-    layer is registered last (true of the built-ins and of torchvision's classifiers), or None."""
-    for name, t in reversed(list(state.items())):
-        if name.endswith("weight") and t.ndim >= 2:
-            return int(t.shape[0])
-    return None
+_WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _layer_weight(model: nn.Module, state: Mapping[str, torch.Tensor], *, last: bool) -> torch.Tensor | None:
+    """The file's weight for the model's first (or last) conv/linear layer in ``named_modules()`` order — not in the
+    file's key order, which safetensors sorts by name."""
+    layers = [n for n, m in model.named_modules() if isinstance(m, _WEIGHTED)]
+    if not layers:
+        return None
+    weight = state.get(f"{layers[-1 if last else 0]}.weight")
+    return weight if isinstance(weight, torch.Tensor) and weight.ndim >= 2 else None
+
+
+def _built_in(name: str, state: Mapping[str, torch.Tensor], num_classes: int | None, channels: int | None,
+              size: int) -> tuple[nn.Module, int, int]:
+    """``build_model(name)`` for the class count and channels given, else for those of the weights' last and first
+    layers (10 and 3 when the weights lack those layers: the key check then lists what is missing)."""
+    model = build_model(name, num_classes=num_classes or 10, channels=channels or 3, size=size)
+    first, last = _layer_weight(model, state, last=False), _layer_weight(model, state, last=True)
+    wanted = (num_classes or (int(last.shape[0]) if last is not None else 10),
+              channels or (int(first.shape[1]) if first is not None else 3))
+    if wanted != (num_classes or 10, channels or 3):
+        model = build_model(name, num_classes=wanted[0], channels=wanted[1], size=size)
+    return (model, *wanted)
 
 
 def _first_conv_channels(model: nn.Module) -> tuple[str, int] | None:
@@ -416,12 +433,7 @@ def load_model(spec: str | ModelSpec, weights: str | os.PathLike, *, num_classes
                                  f"keyword arguments ({', '.join(kwargs)})")
         if size is None:
             raise ValueError(f"model {spec.text!r}: the built-in models are built for an input size; pass size")
-        num_classes = num_classes or _classes_from_state(state)
-        channels = channels or input_channels(state)
-        if channels is None or num_classes is None:
-            raise ValueError(f"{loaded.path}: cannot tell the input channels or classes (no convolution or matrix "
-                             "weight); pass them")
-        model = build_model(spec.name, num_classes=num_classes, channels=channels, size=size)
+        model, num_classes, channels = _built_in(spec.name, state, num_classes, channels, size)
         hint = (f"Check that it was saved from {spec.text!r} with {num_classes} classes and {channels} input "
                 "channel(s)")
     else:
@@ -429,9 +441,14 @@ def load_model(spec: str | ModelSpec, weights: str | os.PathLike, *, num_classes
             given = kwargs.get("num_classes")
             if given is not None and num_classes is not None and given != num_classes:
                 raise ValueError(f"model {spec.text!r}: num_classes {num_classes} but the kwargs say {given}")
-            kwargs.setdefault("num_classes", num_classes or _classes_from_state(state) or 1000)
-            num_classes = kwargs["num_classes"]
+            if num_classes is not None:
+                kwargs["num_classes"] = num_classes
             model = _from_torchvision(spec, kwargs)
+            last = _layer_weight(model, state, last=True)
+            if "num_classes" not in kwargs and last is not None:   # the class count the weights were saved with
+                kwargs["num_classes"] = int(last.shape[0])
+                model = _from_torchvision(spec, kwargs)
+            num_classes = kwargs.get("num_classes", 1000)
         else:
             model = _from_file(spec, kwargs)
         first = _first_conv_channels(model)
