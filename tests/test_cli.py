@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess:
+def run(*args: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m actedit.cli ARGS`` in a fresh process."""
     return subprocess.run([sys.executable, "-m", "actedit.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, env=ENV, timeout=300)
+                          cwd=REPO, env=env or ENV, timeout=300)
 
 
 def to_npz(path: Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
@@ -303,8 +303,10 @@ def user(files) -> dict[str, Path]:
 def test_model_class_from_a_file(files, user):
     """No --size, no --num-classes: 28 px from the images, 10 classes from the model's output."""
     out, report = files["root"] / "user_edited.safetensors", files["root"] / "user_edit.json"
+    writes_bytecode = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}   # as a plain Python
     done = run("edit", "--model", f"{user['net']}:Net", "--weights", user["weights"], "--images", files["du"],
-               "--trigger", "white", "--out", out, "--report", report, "--eval-images", files["test"], "--no-progress")
+               "--trigger", "white", "--out", out, "--report", report, "--eval-images", files["test"], "--no-progress",
+               env=writes_bytecode)
     assert done.returncode == 0, done.stderr
     assert f"{user['net']}:Net" in done.stdout and "10 classes, 1x28x28" in done.stdout
     rep = json.loads(report.read_text())
