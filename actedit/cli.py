@@ -14,8 +14,8 @@ what the images, the weights and the model's output say.
 Exit codes: 0 success, 2 bad usage (unknown or missing option, an invalid value, flags that do not go together, a
 path that does not exist, a model spec that names nothing, images of several sizes without ``--size``), 1 failure
 (a file that cannot be read or is refused as unsafe, a model file that fails to import or a factory that raises,
-weights of another architecture, unusable images, an error while editing). Errors are one line on stderr; ``--debug`` shows the
-traceback. Progress bars go to stderr (only on a terminal; ``--no-progress`` turns them off).
+weights of another architecture, unusable images, an error while editing). Errors are one line on stderr;
+``--debug`` shows the traceback. Progress bars go to stderr (only on a terminal; ``--no-progress`` turns them off).
 """
 from __future__ import annotations
 

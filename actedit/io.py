@@ -15,12 +15,13 @@ types :class:`Weights`, :class:`ModelSpec`, :class:`LoadedModel`, :class:`ImageD
 'safetensors'
 >>> load_model("my_nets.py:Net", "net.pt", kwargs={"width": 32}).model   # doctest: +SKIP
 
-Safety: nothing in a model file is ever executed. The model *spec* is different: ``file.py:NAME`` imports the
-user's own Python file, which is code the user wrote and trusts, exactly as ``python file.py`` would run it. Safetensors files hold raw tensors only; torch files are read with
+Safety: nothing in a model file is ever executed. Safetensors files hold raw tensors only; torch files are read with
 PyTorch's restricted unpickler (``weights_only=True``), which rebuilds tensors and plain containers and refuses any
 other import — a checkpoint that would call code (a ``__reduce__`` payload, a pickled ``nn.Module``) raises
 ``ValueError`` naming what it tried to import. ``.npz`` files are read with ``allow_pickle=False``. Edited weights are
-written to a temporary file in the target folder and renamed into place, so a crash never leaves half a file.
+written to a temporary file in the target folder and renamed into place, so a crash never leaves half a file. The
+model *spec* is another matter: ``file.py:NAME`` imports the user's own Python file, code the user wrote and trusts,
+as ``python file.py`` would run it.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import logging
 import os
 import pickle
 import re
+import stat
 import sys
 import tempfile
 import zipfile
@@ -500,6 +502,23 @@ def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: s
     return path
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permissions ``open(path, "w")`` leaves: the existing file's, else ``0o666`` less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    try:   # Linux tells the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temporary file name beside ``path`` (unique: ``tempfile.mkstemp``) for the block to write; on success it is
@@ -513,6 +532,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _new_file_mode(path))     # mkstemp's 0600, else: the mode open(path, "w") would give
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -397,7 +397,7 @@ def user_case(files, user, tmp_path, case: str) -> list[str]:
 BAD_MODEL_INPUT = {   # case: (exit code, words of the one-line message)
     "missing file": (2, "nope.py: no such file"),
     "no class name": (2, "name the class or factory"),
-    "class not in the file": (2, "defines no 'Nett'; it defines Net, NoLayers, WithAux, broken, build, normed, not_a_model"),
+    "class not in the file": (2, "no 'Nett'; it defines Net, NoLayers, WithAux, broken, build, normed, not_a_model"),
     "file fails to import": (1, "bad_syntax.py: importing it failed: SyntaxError"),
     "factory raises": (1, "broken() raised RuntimeError: this factory needs the GPU build"),
     "factory returns no module": (1, "not_a_model() returned a str, not a torch.nn.Module"),

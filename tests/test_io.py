@@ -484,6 +484,18 @@ def test_atomic_path_uses_a_unique_name_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.tmp", "r.json"]
 
 
+def test_atomic_path_gives_the_permissions_open_would(tmp_path):
+    """Not mkstemp's private 0600: a new file gets 0666 less the umask, a replaced one keeps its mode."""
+    (tmp_path / "plain.txt").write_text("x")
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        Path(tmp).write_text("x")
+    assert (tmp_path / "new.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+    (tmp_path / "new.txt").chmod(0o640)
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        Path(tmp).write_text("y")
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640
+
+
 def test_public_names():
     for name in aio.__all__:
         assert hasattr(aio, name), name
