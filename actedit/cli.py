@@ -361,7 +361,7 @@ def _image_size(args: argparse.Namespace) -> int:
     sizes = image_sizes(args.images)
     (h, w), _ = sizes.most_common(1)[0]
     if len(sizes) > 1 or h != w:
-        listed = ", ".join(f"{h}x{w} ({n} images)" for (h, w), n in sizes.most_common(3))
+        listed = ", ".join(f"{h}x{w} ({n} image{'s' * (n != 1)})" for (h, w), n in sizes.most_common(3))
         more = f" and {len(sizes) - 3} more sizes" if len(sizes) > 3 else ""
         raise UsageError(f"--images {args.images}: the images are not all one square size ({listed}{more}); pass "
                          "--size N (the size the model takes) to resize them all to N x N")
