@@ -274,12 +274,13 @@ def _layer_weight(model: nn.Module, state: Mapping[str, torch.Tensor], *, last: 
 def _built_in(name: str, state: Mapping[str, torch.Tensor], num_classes: int | None, channels: int | None,
               size: int) -> tuple[nn.Module, int, int]:
     """``build_model(name)`` for the class count and channels given, else for those of the weights' last and first
-    layers (10 and 3 when the weights lack those layers: the key check then lists what is missing)."""
-    model = build_model(name, num_classes=num_classes or 10, channels=channels or 3, size=size)
+    layers (a guess when the weights lack those layers: the key check then lists what is missing)."""
+    guess = (num_classes or 10, channels or input_channels(state) or 3)    # usually right: built once
+    model = build_model(name, num_classes=guess[0], channels=guess[1], size=size)
     first, last = _layer_weight(model, state, last=False), _layer_weight(model, state, last=True)
-    wanted = (num_classes or (int(last.shape[0]) if last is not None else 10),
-              channels or (int(first.shape[1]) if first is not None else 3))
-    if wanted != (num_classes or 10, channels or 3):
+    wanted = (num_classes or (int(last.shape[0]) if last is not None else guess[0]),
+              channels or (int(first.shape[1]) if first is not None else guess[1]))
+    if wanted != guess:
         model = build_model(name, num_classes=wanted[0], channels=wanted[1], size=size)
     return (model, *wanted)
 
@@ -445,11 +446,12 @@ def load_model(spec: str | ModelSpec, weights: str | os.PathLike, *, num_classes
                 raise ValueError(f"model {spec.text!r}: num_classes {num_classes} but the kwargs say {given}")
             if num_classes is not None:
                 kwargs["num_classes"] = num_classes
+            if "num_classes" not in kwargs:      # the class count the weights were saved with, from a shell model
+                with torch.device("meta"):
+                    last = _layer_weight(_from_torchvision(spec, kwargs), state, last=True)
+                if last is not None:
+                    kwargs["num_classes"] = int(last.shape[0])
             model = _from_torchvision(spec, kwargs)
-            last = _layer_weight(model, state, last=True)
-            if "num_classes" not in kwargs and last is not None:   # the class count the weights were saved with
-                kwargs["num_classes"] = int(last.shape[0])
-                model = _from_torchvision(spec, kwargs)
             num_classes = kwargs.get("num_classes", 1000)
         else:
             model = _from_file(spec, kwargs)
