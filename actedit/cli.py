@@ -392,7 +392,7 @@ def _edit_layers(args: argparse.Namespace, model: torch.nn.Module) -> list[str]:
         raise ValueError(f"--model {args.model}: the model has no conv or linear layer (torch.nn Conv1d/2d/3d or "
                          "Linear) whose weight the edit could scale (Eq. 5)") from err
     modules = dict(model.named_modules())
-    computed = [n for n in layers if modules[n]._parameters.get("weight") is None]
+    computed = [n for n in layers if "weight" not in dict(modules[n].named_parameters(recurse=False))]
     if computed:
         raise ValueError(f"--model {args.model}: the weights of {', '.join(computed[:4])} are computed (weight norm "
                          "or another parametrization), so scaling them would not last; remove the "
