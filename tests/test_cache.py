@@ -270,3 +270,99 @@ def test_two_processes_building_the_same_entry_build_once(tmp_path):
     assert log_path.read_text().splitlines() == ["built"]
     hit = Cache(tmp_path / "cache").load("models", KEY)
     assert hit is not None and same(hit[0], state(4.0))
+
+
+# --- stale entries: a change in the code that trains a model, or another device, is another entry -------------------
+
+_BUILD_ONCE = """
+import json, sys, torch
+from actedit.cache import Cache
+c, key, built = Cache(sys.argv[1]), {"dataset": "toy", "seed": 0}, []
+def build():
+    built.append(1)
+    return {"w": torch.tensor([float(sys.argv[2])])}, {}
+state, _ = c.get_or_build("models", key, build)
+print(json.dumps({"path": str(c.path("models", key)), "built": bool(built), "w": state["w"].item()}))
+"""
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    src = Path(cache_mod.__file__).resolve().parent
+    dest = tmp_path / "pkg"
+    shutil.copytree(src, dest / "actedit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def _get_or_build_in(pkg: Path, root: Path, value: float) -> dict:
+    """``get_or_build`` in a fresh interpreter that imports the package copy at ``pkg`` (its code as it is now)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(pkg), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _BUILD_ONCE, str(root), str(value)], cwd=pkg, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_change_in_training_code_is_a_new_entry_and_the_old_one_is_not_served(tmp_path):
+    pkg, root = _package_copy(tmp_path), tmp_path / "cache"
+    first = _get_or_build_in(pkg, root, 1.0)
+    assert first["built"] and first["w"] == 1.0
+    again = _get_or_build_in(pkg, root, 2.0)                 # control: same code, same entry, not rebuilt
+    assert not again["built"] and again["w"] == 1.0 and again["path"] == first["path"]
+    # a comment, and code the models do not depend on, change nothing
+    _edit(pkg / "actedit" / "training.py", "\n\n", "\n\n# a comment about the loop\n")
+    _edit(pkg / "actedit" / "summary.py", "\n\n", "\n\nUNRELATED = 1\n")
+    kept = _get_or_build_in(pkg, root, 3.0)
+    assert not kept["built"] and kept["w"] == 1.0 and kept["path"] == first["path"]
+    # the training loop changes (one more statement): the old weights must not come back
+    _edit(pkg / "actedit" / "training.py", "\n\n", "\n\nTRAINING_CHANGED = True\n")
+    changed = _get_or_build_in(pkg, root, 4.0)
+    assert changed["built"] and changed["w"] == 4.0
+    assert changed["path"] != first["path"]
+    # the old entry, even copied to the new path, is refused: its header names other sources
+    Path(changed["path"]).write_bytes(Path(first["path"]).read_bytes())
+    rebuilt = _get_or_build_in(pkg, root, 5.0)
+    assert rebuilt["built"] and rebuilt["w"] == 5.0
+
+
+class _Recorder(Cache):
+    """Records the (kind, key) of the first entry asked for, and stops before anything is trained."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.asked: list[tuple[str, dict]] = []
+
+    def get_or_build(self, kind, key, build):
+        self.asked.append((kind, key))
+        raise self.Stop
+
+
+@pytest.mark.parametrize("trigger, kind", [("white", "models"), ("narcissus", "narcissus")])
+def test_victims_trained_on_another_device_are_other_entries(tmp_path, trigger, kind):
+    """A GPU-trained victim (or Narcissus pattern) is not served to a CPU run, nor the reverse."""
+    from actedit.experiments import VictimSpec, get_victim
+
+    spec = VictimSpec(trigger=trigger, train_limit=600, test_limit=100, unseen=100)
+    paths = {}
+    for device in ("cpu", "cuda"):
+        recorder = _Recorder(tmp_path)
+        with pytest.raises(_Recorder.Stop):
+            get_victim(spec, device=device, cache=recorder, progress=False)
+        (asked_kind, key), = recorder.asked
+        assert asked_kind == kind
+        paths[device] = recorder.path(kind, key)
+    assert paths["cpu"] != paths["cuda"]
