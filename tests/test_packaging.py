@@ -7,6 +7,7 @@ fetch nothing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -91,3 +92,51 @@ def test_plain_pip_install_imports_the_baselines(source, tmp_path):
     where = Path(_run([str(python), "-c", probe], tmp_path).stdout.strip())
     assert where == (site / "actedit").resolve(), f"imported actedit from {where}, not the fresh install"
     assert {p.name for p in (where / "baselines").glob("*.py")} >= {"__init__.py", "comparison.py"}
+
+
+# --- the locks: one hashed resolution for every platform, and a CPU variant without the CUDA stack ------------------
+
+def _lock(name: str) -> tuple[dict[str, set[str]], list[str]]:
+    """``{normalised name: {versions}}`` of a compiled lock, and the requirement lines that carry no hash."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from lock import normal, pins
+    finally:
+        sys.path.pop(0)
+    text = (ROOT / name).read_text()
+    found: dict[str, set[str]] = {}
+    for pkg, version, _ in pins(text):
+        found.setdefault(normal(pkg), set()).add(version)
+    blocks = [b for b in text.split("\n") if b and not b[0].isspace() and not b.startswith("#")]
+    unhashed = [b for b in blocks if not b.rstrip().endswith("\\")]   # a pinned line continues with its hashes
+    return found, unhashed
+
+
+def test_the_lock_pins_every_dependency_with_hashes_for_every_platform():
+    import tomllib
+
+    lock, unhashed = _lock("requirements.lock")
+    assert not unhashed, f"requirements without --hash (pip's hash-checking mode refuses them): {unhashed[:5]}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    from packaging.requirements import Requirement
+
+    missing = {Requirement(d).name for d in wanted} - set(lock)
+    assert not missing, f"pyproject dependencies not in requirements.lock: {sorted(missing)}"
+    text = (ROOT / "requirements.lock").read_text()
+    # universal: the CUDA wheels only where PyPI's torch needs them, platform helpers under their markers
+    assert re.search(r"^nvidia-cublas==\S+ ; .*sys_platform == 'linux'", text, re.M)
+    assert re.search(r"^colorama==\S+ ; sys_platform == 'win32'", text, re.M)
+    assert re.search(r"^torch==\S+ \\$", text, re.M), "torch itself must install on every platform"
+
+
+def test_the_cpu_lock_is_the_lock_without_torch_and_its_cuda_packages():
+    full, _ = _lock("requirements.lock")
+    cpu, unhashed = _lock("requirements-cpu.lock")
+    assert not unhashed
+    torch_stack = {n for n in full if re.match(r"^(torch|torchvision|triton|nvidia-.*|cuda-.*)$", n)}
+    assert {"torch", "torchvision", "triton", "nvidia-cublas"} <= torch_stack
+    assert set(cpu) == set(full) - torch_stack
+    assert all(cpu[n] == full[n] for n in cpu), "requirements-cpu.lock pins other versions than requirements.lock"
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "requirements-cpu.lock" in setup and "download.pytorch.org/whl/cpu" in setup
