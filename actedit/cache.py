@@ -6,9 +6,19 @@ so loading runs no code); their header holds the key, a SHA-256 of the tensor da
 the entry depends on and free-form JSON metadata (e.g. a training history).
 
 An entry is never served stale: its file name hashes the caller's key (which names the device a model was trained
-on), the package version and :func:`source_digest` of the modules that decide its content (:data:`SOURCES`), and
+on), the package version and :func:`source_digest` of the code that decides its content (:data:`SOURCES`), and
 the header repeats all three. An entry that does not parse, whose checksum does not match or that was written for
 another key, version or code is treated as missing and rebuilt.
+
+Which code counts. A trained model is decided by how the data are loaded and split (``data``), the triggers and the
+Narcissus pattern (``triggers``, ``narcissus``), which images are poisoned (``poisoning``), the architectures
+(``models``), the one training loop and its defaults (``training``), the seeds (``seeding``), the entry format
+(``cache``) and, of ``experiments``, the definitions that turn a :class:`~actedit.experiments.VictimSpec` into a
+trained victim (the spec, its recipe, the key, the loading and the training calls). The baselines' unlearned models
+add the ``baselines`` subpackage and ``capture``. Modules that only *use* trained models (edit, repair, metrics,
+widgets, summary, report, cli, ...) and the rest of ``experiments`` are left out on purpose, so that editing them
+does not retrain every victim (about ten CPU-minutes for the book). Only code counts: the digest is taken over each
+module's syntax tree without docstrings, so comments, docstrings and layout never invalidate an entry.
 
 Writes go through :func:`atomic_write` (a unique temporary file renamed into place), so two processes writing the
 same entry both succeed and a reader never sees half a file. Builders of the same entry are serialised with
@@ -40,16 +50,13 @@ log = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).resolve().parent
 
-# The modules whose code decides a trained model: how the data are loaded and split (data), the triggers and the
-# Narcissus pattern (triggers, narcissus), which images are poisoned (poisoning), the architectures (models), the
-# one training loop and its defaults (training), the seeds (seeding) and the entry format (cache). Left out on
-# purpose: modules that only use trained models (edit, metrics, widgets, summary, cli, ...), so editing them does
-# not retrain every victim; and experiments, whose share in a victim (the spec and the recipe it maps to) enters
-# the key as data: every field of the VictimSpec and the device.
-_TRAINING = ("data", "triggers", "narcissus", "poisoning", "models", "training", "seeding", "cache")
+_TRAINING = ("data", "triggers", "narcissus", "poisoning", "models", "training", "seeding", "cache",
+             "experiments.VictimSpec", "experiments.load_splits", "experiments.triggers_for", "experiments._key",
+             "experiments.get_victim", "experiments.get_retrained", "experiments._trained")
 
-#: Package modules (``"baselines"``: the whole subpackage) whose code decides each kind of entry. A kind not named
-#: here depends on every module of the package.
+#: The code each kind of entry depends on (see the module docstring): ``"name"`` is the module ``actedit/name.py``
+#: (or, for ``"baselines"``, the whole subpackage); ``"module.definition"`` is one top-level class or function of
+#: it. A kind not named here depends on every module of the package.
 SOURCES: dict[str, tuple[str, ...]] = {
     "models": _TRAINING,            # victims, retrained references R, fit_cached runs
     "narcissus": _TRAINING,         # Narcissus patterns (surrogate training + trigger optimisation)
@@ -75,26 +82,31 @@ def default_root() -> Path:
     return Path.home() / ".cache" / "actedit"
 
 
-def _module_files(names: tuple[str, ...] | None) -> list[Path]:
+def _sources(names: tuple[str, ...] | None) -> list[tuple[Path, str | None]]:
+    """``(file, definition or None for the whole file)`` for each entry of a :data:`SOURCES` tuple."""
     if names is None:
-        return sorted(p for p in _PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
-    files = []
+        return [(p, None) for p in sorted(_PACKAGE.rglob("*.py")) if "__pycache__" not in p.parts]
+    found = []
     for name in names:
-        if (_PACKAGE / name).is_dir():
-            files += sorted((_PACKAGE / name).rglob("*.py"))
+        module, _, definition = name.partition(".")
+        if (_PACKAGE / module).is_dir():
+            found += [(p, None) for p in sorted((_PACKAGE / module).rglob("*.py")) if "__pycache__" not in p.parts]
         else:
-            files.append(_PACKAGE / f"{name}.py")
-    return files
+            found.append((_PACKAGE / f"{module}.py", definition or None))
+    return found
 
 
 @functools.lru_cache(maxsize=None)
-def _code_digest(path: Path) -> str:
-    """SHA-256 of a module's code: its syntax tree without docstrings, so comments, docstrings and layout do not
-    count (a module's code does not change while the process runs, hence the memo)."""
+def _code_digest(path: Path, definition: str | None = None) -> str:
+    """SHA-256 of a module's code (or of one top-level ``definition`` of it): its syntax tree without docstrings, so
+    comments, docstrings and layout do not count (a module's code does not change while the process runs, hence
+    the memo). A ``definition`` the module does not have raises ``LookupError``."""
     source = path.read_bytes()
     try:
         tree = ast.parse(source)
     except SyntaxError:
+        if definition is not None:
+            raise
         return hashlib.sha256(source).hexdigest()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -102,18 +114,24 @@ def _code_digest(path: Path) -> str:
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
+    if definition is not None:
+        nodes = [n for n in tree.body if getattr(n, "name", None) == definition]
+        if not nodes:
+            raise LookupError(f"{path}: no top-level {definition!r}, which actedit.cache.SOURCES names; update it")
+        tree = nodes[0]
     return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
 
 
 def source_digest(kind: str | None = None) -> str:
-    """SHA-256 (first 16 hex digits) of the code of the modules :data:`SOURCES` names for ``kind`` (all modules
-    for a kind it does not name), read from the installed package; see :func:`_code_digest` for what counts."""
+    """SHA-256 (first 16 hex digits) of the code :data:`SOURCES` names for ``kind`` (the whole package for a kind
+    it does not name), read from the installed package; see :func:`_code_digest` for what counts."""
     names = SOURCES.get(kind) if kind is not None else None
     h = hashlib.sha256()
-    for path in _module_files(names):
+    for path, definition in _sources(names):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: a module the cache's {kind!r} entries depend on (SOURCES) is missing")
-        h.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + _code_digest(path).encode())
+        label = path.relative_to(_PACKAGE).as_posix() + (f":{definition}" if definition else "")
+        h.update(label.encode() + b"\0" + _code_digest(path, definition).encode())
     return h.hexdigest()[:16]
 
 

@@ -321,6 +321,7 @@ def test_a_change_in_training_code_is_a_new_entry_and_the_old_one_is_not_served(
     # a comment, and code the models do not depend on, change nothing
     _append(pkg / "actedit" / "training.py", "\n# a comment about the loop\n")
     _append(pkg / "actedit" / "summary.py", "\nUNRELATED = 1\n")
+    _append(pkg / "actedit" / "experiments.py", "\ndef unrelated_helper():\n    return 1\n")
     kept = _get_or_build_in(pkg, root, 3.0)
     assert not kept["built"] and kept["w"] == 1.0 and kept["path"] == first["path"]
     # the training loop changes (one more statement): the old weights must not come back
@@ -376,6 +377,21 @@ def test_a_docstring_change_keeps_the_code_digest(tmp_path):
         paths[name].write_text(text)
     digest = {name: cache_mod._code_digest(path) for name, path in paths.items()}
     assert digest["base"] == digest["doc"] == digest["comment"] != digest["code"]
+
+
+def test_one_definition_of_a_module_can_be_a_source(tmp_path):
+    """``experiments.get_victim`` in SOURCES: that function's code counts, the rest of the module does not."""
+    path = tmp_path / "m.py"
+    path.write_text("def f(x):\n    return x + 1\n\ndef g(x):\n    return x\n")
+    before = cache_mod._code_digest(path, "f")
+    path.write_text("def f(x):\n    return x + 1\n\ndef g(x):\n    return -x\n\nNEW = 1\n")
+    cache_mod._code_digest.cache_clear()
+    assert cache_mod._code_digest(path, "f") == before
+    path.write_text("def f(x):\n    return x + 2\n")
+    cache_mod._code_digest.cache_clear()
+    assert cache_mod._code_digest(path, "f") != before
+    with pytest.raises(LookupError, match="'h'"):
+        cache_mod._code_digest(path, "h")
 
 
 def test_every_module_named_in_sources_exists():
