@@ -26,12 +26,13 @@ help:
 	@echo "make nbval      re-run nbval on every chapter (executing stale ones first)"
 	@echo "make dag        redraw book/_static/workflow_dag.svg (snakemake --dag, needs graphviz)"
 	@echo "make bench      python bench/run.py"
-	@echo "make lock       rewrite requirements.lock from the working venv"
+	@echo "make lock       re-resolve requirements.lock, requirements-cpu.lock, environment.yml (uv, PyPI)"
 	@echo "make clean      remove _build and the executed chapters;  make distclean: also venv, node_modules"
 	@echo "PARAMS=params/paper make book   inject params/paper/<chapter>.yml where present"
 	@echo "JOBS=1 make book                one job at a time (default: usable CPUs, at most 4)"
 	@echo "SNAKE_ARGS=-n make book         any other snakemake option (here: a dry run)"
 
+# ACTEDIT_TORCH=cpu make setup: torch's CPU-only wheels (PyTorch's index) and requirements-cpu.lock
 setup:
 	bash scripts/setup.sh
 
@@ -67,11 +68,10 @@ test: unit book browser-test
 bench: setup
 	$(PY) bench/run.py
 
+# requirements.lock (every platform, hashes), requirements-cpu.lock and environment.yml's pins, resolved with uv
+# from PyPI (python -m pip install uv first); see scripts/lock.py.
 lock:
-	{ echo "# Exact versions of every Python package the project uses (python 3.11, linux x86_64)."; \
-	  echo "# Regenerate from a working venv with: make lock  (pip freeze --exclude-editable --all, minus pip)"; \
-	  $(PY) -m pip freeze --exclude-editable --all | grep -v -i -E '^(pip|actedit)([=@ ]|$$)'; } > requirements.lock.tmp
-	mv requirements.lock.tmp requirements.lock
+	$(PY) scripts/lock.py
 
 clean:
 	rm -rf _build book/_executed .snakemake

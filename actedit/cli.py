@@ -1,17 +1,21 @@
-"""The ``actedit`` command: edit, evaluate and inspect one's own model with a folder of images (issue 9).
+"""The ``actedit`` command: edit, evaluate and inspect one's own model with a folder of images (issues 9, 18).
 
 Offers :func:`main` (the console script) and :func:`build_parser`. Three commands::
 
-    actedit edit     --arch cnn --weights victim.safetensors --num-classes 10 --size 28 --images du/ \\
+    actedit edit     --model cnn --weights victim.safetensors --images du/ \\
                      --trigger white --out edited.safetensors --report edit.json
-    actedit evaluate --arch cnn --weights edited.safetensors --num-classes 10 --size 28 --images test.npz \\
-                     --trigger white --target 2
-    actedit detect   --arch cnn --weights model.safetensors --num-classes 10 --size 28 --images du/
+    actedit evaluate --model my_nets.py:Net --weights edited.pt --images test.npz --trigger white --target 2
+    actedit detect   --model torchvision:squeezenet1_1 --weights model.safetensors --images du/
+
+``--model`` (alias ``--arch``) is a built-in name, ``torchvision:NAME`` or ``path/to/file.py:ClassOrFactory`` with
+``--model-kwargs`` JSON (see :func:`actedit.io.load_model`); the input size, channels and class count default to
+what the images, the weights and the model's output say.
 
 Exit codes: 0 success, 2 bad usage (unknown or missing option, an invalid value, flags that do not go together, a
-path that does not exist), 1 failure (a file that cannot be read or is refused as unsafe, weights of another
-architecture, unusable images, an error while editing). Errors are one line on stderr; ``--debug`` shows the
-traceback. Progress bars go to stderr (only on a terminal; ``--no-progress`` turns them off).
+path that does not exist, a model spec that names nothing, images of several sizes without ``--size``), 1 failure
+(a file that cannot be read or is refused as unsafe, a model file that fails to import or a factory that raises,
+weights of another architecture, unusable images, an error while editing). Errors are one line on stderr;
+``--debug`` shows the traceback. Progress bars go to stderr (only on a terminal; ``--no-progress`` turns them off).
 """
 from __future__ import annotations
 
@@ -19,10 +23,9 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,8 +34,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .detect import DetectConfig, THRESHOLD_RATIONALE, detect
-from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, apply_factors, compute_factors, extract
-from .io import detect_format, format_for_suffix, load_images, load_model, load_patch, save_weights
+from .capture import TraceDict
+from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, apply_factors, compute_factors, extract, select_layers
+from .io import (ImageData, LoadedModel, ModelSpecError, atomic_path, detect_format, format_for_suffix, image_sizes,
+                 load_images, load_model, load_patch, parse_model_spec, save_weights)
 from .metrics import evaluate, predict
 from .models import MODELS
 from .repair import RepairConfig, repair
@@ -112,17 +117,38 @@ def _position(text: str) -> str | tuple[int, int]:
     raise argparse.ArgumentTypeError(f"expected bottom-right, center or ROW,COL, got {text!r}")
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"num_classes\": 10}}', got {text!r} "
+                                         f"({err.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"num_classes\": 10}}', got "
+                                         f"{type(value).__name__} {text!r}")
+    return value
+
+
 def _add_model(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--arch", required=True, choices=MODELS, help="architecture the weights were saved from")
+    g.add_argument("--model", "--arch", dest="model", required=True, metavar="SPEC",
+                   help=f"the architecture the weights were saved from: a built-in ({', '.join(MODELS)}), "
+                        "torchvision:NAME (a torchvision classifier, e.g. torchvision:squeezenet1_1), or "
+                        "path/to/file.py:NAME (a class or factory in your own Python file, which is imported)")
+    g.add_argument("--model-kwargs", type=_json_object, default=None, metavar="JSON",
+                   help="keyword arguments for a torchvision or file model, as a JSON object, e.g. "
+                        "'{\"num_classes\": 10}'")
     g.add_argument("--weights", required=True, metavar="FILE",
                    help="state dict as .safetensors or a torch file (torch.load weights_only=True: tensors only, "
                         "no code in the file runs)")
-    g.add_argument("--num-classes", required=True, type=_positive_int, metavar="K", help="number of classes")
+    g.add_argument("--num-classes", type=_positive_int, metavar="K",
+                   help="number of classes (default: the width of the model's output; built-in and torchvision "
+                        "models are built with the rows of the weights' last layer)")
     g.add_argument("--channels", type=int, choices=(1, 3), default=None,
-                   help="input channels (default: those of the weights' first convolution)")
-    g.add_argument("--size", required=True, type=_positive_int, metavar="PX",
-                   help="input height = width; images are resized to it")
+                   help="input channels (default: those of the model's first convolution, else the images')")
+    g.add_argument("--size", type=_positive_int, metavar="PX",
+                   help="input height = width; images are resized to it (default: the images' own size, when they "
+                        "all have one)")
 
 
 def _add_images(p: argparse.ArgumentParser, *, labelled: bool) -> None:
@@ -284,14 +310,18 @@ def _check_trigger_flags(args: argparse.Namespace) -> None:
     if args.trigger and args.trigger_position != "bottom-right":
         raise UsageError("--trigger-position applies to --trigger-image; built-in triggers sit where the paper puts "
                          "them")
-    if args.target is not None and not 0 <= args.target < args.num_classes:
-        raise UsageError(f"--target {args.target} is not a class of a {args.num_classes}-class model "
-                         f"(0..{args.num_classes - 1})")
 
 
-def _trigger(args: argparse.Namespace, channels: int):
+def _check_model_flags(args: argparse.Namespace) -> None:
+    spec = parse_model_spec(args.model)        # ModelSpecError: exit 2
+    if spec.kind == "built-in" and args.model_kwargs:
+        raise UsageError(f"--model-kwargs applies to torchvision: and FILE.py: models; the built-in {spec.name!r} "
+                         "takes --num-classes, --channels and --size")
+
+
+def _trigger(args: argparse.Namespace, channels: int, size: int):
     if args.trigger:
-        return make_trigger(args.trigger, channels=channels, size=args.size, alpha=args.trigger_alpha, seed=args.seed)
+        return make_trigger(args.trigger, channels=channels, size=size, alpha=args.trigger_alpha, seed=args.seed)
     if args.trigger_image:
         return PatchTrigger(load_patch(args.trigger_image), args.trigger_alpha or 1.0, args.trigger_position,
                             name=Path(args.trigger_image).stem)
@@ -307,27 +337,109 @@ def _trigger_info(args: argparse.Namespace, trigger) -> dict | None:
     return info
 
 
-def _load(args: argparse.Namespace, bar: tqdm, timings: dict, *, need_labels: bool):
+@dataclass
+class _Inputs:
+    """What a command works on, every size read from the data when the command line leaves it out."""
+
+    loaded: LoadedModel
+    data: ImageData
+    trigger: object | None
+    size: int
+    channels: int
+    num_classes: int
+    layers: str | tuple[str, ...] | None = None   # the edit's layer list L, for edit and detect
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+
+def _image_size(args: argparse.Namespace) -> int:
+    """``--size``, or the one square size of every image in ``--images``."""
+    if args.size is not None:
+        return args.size
+    sizes = image_sizes(args.images)
+    (h, w), _ = sizes.most_common(1)[0]
+    if len(sizes) > 1 or h != w:
+        listed = ", ".join(f"{h}x{w} ({n} image{'s' * (n != 1)})" for (h, w), n in sizes.most_common(3))
+        more = f" and {len(sizes) - 3} more sizes" if len(sizes) > 3 else ""
+        raise UsageError(f"--images {args.images}: the images are not all one square size ({listed}{more}); pass "
+                         "--size N (the size the model takes) to resize them all to N x N")
+    return h
+
+
+def _probe(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, layers: list[str] | None) -> tuple:
+    """One forward pass on one image: the model's class count, and the layers of L the pass reaches."""
+    traces = TraceDict(model, layers or [])
+    try:
+        with torch.no_grad(), traces:
+            out = model(x[:1].to(args.device))
+    except Exception as err:  # noqa: BLE001 — the user's forward can raise anything
+        raise ValueError(f"--model {args.model}: the model cannot take the images ({x.shape[1]}x{x.shape[2]}x"
+                         f"{x.shape[3]}): {type(err).__name__}: {' '.join(str(err).split())}; give the --size and "
+                         "--channels it was trained with") from err
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        what = f"shape {list(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise ValueError(f"--model {args.model}: the model returns {what}; actedit needs logits [N, classes]")
+    return out.shape[1], [n for n in layers or [] if traces[n].count]
+
+
+def _edit_layers(args: argparse.Namespace, model: torch.nn.Module) -> list[str]:
+    """L by ``--layers``, with a clear error for a model the edit cannot change."""
+    try:
+        layers = select_layers(model, args.layers)
+    except ValueError as err:
+        raise ValueError(f"--model {args.model}: the model has no conv or linear layer (torch.nn Conv1d/2d/3d or "
+                         "Linear) whose weight the edit could scale (Eq. 5)") from err
+    modules = dict(model.named_modules())
+    computed = [n for n in layers if "weight" not in dict(modules[n].named_parameters(recurse=False))]
+    if computed:
+        raise ValueError(f"--model {args.model}: the weights of {', '.join(computed[:4])} are computed (weight norm "
+                         "or another parametrization), so scaling them would not last; remove the "
+                         "parametrization before saving the weights")
+    return layers
+
+
+def _load(args: argparse.Namespace, bar: tqdm, timings: dict, *, need_labels: bool,
+          edits: bool = False) -> _Inputs:
     """Model, images (+labels) and trigger, each checked before any work starts."""
+    size = _image_size(args)
     with timed(args.device) as t:
-        loaded = load_model(args.arch, args.weights, num_classes=args.num_classes, size=args.size,
-                            channels=args.channels, device=args.device)
+        loaded = load_model(args.model, args.weights, num_classes=args.num_classes, size=size,
+                            channels=args.channels, kwargs=args.model_kwargs, device=args.device)
     timings["load_model_s"] = t.seconds
     bar.update()
     with timed() as t:
-        data = load_images(args.images, size=args.size, channels=loaded.channels, labels=args.labels,
+        data = load_images(args.images, size=size, channels=loaded.channels or args.channels, labels=args.labels,
                            progress=False if args.no_progress else None)
     timings["load_images_s"] = t.seconds
     bar.update()
-    check_images(data.images, channels=loaded.channels)
+    channels = data.images.shape[1]
+    check_images(data.images, channels=channels)
+    layers = _edit_layers(args, loaded.model) if edits else None
+    num_classes, reached = _probe(args, loaded.model, data.images, layers)
+    if args.num_classes is not None and args.num_classes != num_classes:
+        raise ValueError(f"--num-classes {args.num_classes}, but the model outputs {num_classes} logits")
+    target = getattr(args, "target", None)
+    if target is not None and not 0 <= target < num_classes:
+        raise UsageError(f"--target {target} is not a class of a {num_classes}-class model (0..{num_classes - 1})")
     if data.labels is not None:
-        check_labels(data.labels, len(data), num_classes=args.num_classes)
+        check_labels(data.labels, len(data), num_classes=num_classes)
     elif need_labels:
         raise UsageError(f"{args.images} has no labels: use an ImageFolder tree, an .npz with 'labels', or --labels")
-    trigger = _trigger(args, loaded.channels) if hasattr(args, "trigger") else None
+    edit_layers = args.layers if edits else None
+    if edits and len(reached) < len(layers):
+        # a layer the forward pass never calls (an auxiliary head) changes no output: leave it out of L
+        if not reached:
+            raise ValueError(f"--model {args.model}: none of the layers to edit ({', '.join(layers[:4])}) is used "
+                             "by the model's forward pass")
+        log.warning("layers not used by the forward pass, left out of the edit: %s",
+                    ", ".join(n for n in layers if n not in reached))
+        edit_layers = tuple(reached)
+    trigger = _trigger(args, channels, size) if hasattr(args, "trigger") else None
     if trigger is not None:
         check_trigger_output(trigger(data.images[:1]), data.images[:1])
-    return loaded, data, trigger
+    return _Inputs(loaded, data, trigger, size, channels, num_classes, edit_layers)
 
 
 def _infer_target(model, images: torch.Tensor, trigger, args: argparse.Namespace) -> tuple[int, float]:
@@ -337,10 +449,9 @@ def _infer_target(model, images: torch.Tensor, trigger, args: argparse.Namespace
     return int(cls), 100.0 * count / len(pred)
 
 
-def _metrics(model, images, labels, trigger, target, args) -> dict:
-    m = evaluate(model, images, labels, trigger=trigger, target=target, num_classes=args.num_classes,
-                 batch_size=args.batch_size, device=args.device)
-    return m
+def _metrics(model, images, labels, trigger, target, args, num_classes: int) -> dict:
+    return evaluate(model, images, labels, trigger=trigger, target=target, num_classes=num_classes,
+                    batch_size=args.batch_size, device=args.device)
 
 
 def _json_ready(value):
@@ -359,9 +470,9 @@ def _write_report(args: argparse.Namespace, report: dict) -> None:
     if not args.report:
         return
     path = Path(args.report)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_ready(report), indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(_json_ready(report), indent=2) + "\n"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
     _out(f"report    {path}")
 
 
@@ -373,9 +484,17 @@ def _fmt(v: float) -> str:
     return "    -" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:5.1f}"
 
 
-def _describe(args, loaded, data, trigger, target, inferred) -> None:
-    _out(f"model     {args.arch} from {args.weights} ({loaded.format}; {args.num_classes} classes, "
-         f"{loaded.channels}x{args.size}x{args.size})")
+def _model_info(args: argparse.Namespace, inputs: _Inputs) -> dict:
+    loaded = inputs.loaded
+    return {"spec": args.model, "kind": loaded.spec.kind, "kwargs": loaded.kwargs, "weights": args.weights,
+            "format": loaded.format, "num_classes": inputs.num_classes, "channels": inputs.channels,
+            "size": inputs.size, "parameters": sum(p.numel() for p in inputs.model.parameters())}
+
+
+def _describe(args, inputs: _Inputs, target, inferred) -> None:
+    data, trigger = inputs.data, inputs.trigger
+    _out(f"model     {args.model} from {args.weights} ({inputs.loaded.format}; {inputs.num_classes} classes, "
+         f"{inputs.channels}x{inputs.size}x{inputs.size})")
     labelled = "labelled" if data.labels is not None else "unlabelled"
     _out(f"images    {len(data)} from {data.source} ({data.layout}, {labelled})")
     if trigger is not None:
@@ -394,29 +513,29 @@ def _cmd_edit(args: argparse.Namespace) -> int:
     stages = 6 + int(args.repair)
     with tqdm(total=stages, desc="actedit edit", file=sys.stderr, disable=True if args.no_progress else None,
               leave=False) as bar, timed(args.device) as total:
-        loaded, data, trigger = _load(args, bar, timings, need_labels=args.repair)
+        inputs = _load(args, bar, timings, need_labels=args.repair, edits=True)
+        data, trigger, model = inputs.data, inputs.trigger, inputs.model
         eval_x, eval_y = data.images, data.labels
         if args.eval_images:
-            ev = load_images(args.eval_images, size=args.size, channels=loaded.channels, labels=args.eval_labels)
-            check_images(ev.images, channels=loaded.channels)
+            ev = load_images(args.eval_images, size=inputs.size, channels=inputs.channels, labels=args.eval_labels)
+            check_images(ev.images, channels=inputs.channels)
             if ev.labels is None:
                 raise UsageError(f"--eval-images {args.eval_images} has no labels; add --eval-labels")
-            check_labels(ev.labels, len(ev), num_classes=args.num_classes)
+            check_labels(ev.labels, len(ev), num_classes=inputs.num_classes)
             eval_x, eval_y = ev.images, ev.labels
         target, inferred = args.target, None
         if trigger is not None and target is None:
-            target, inferred = _infer_target(loaded.model, data.images, trigger, args)
-        _describe(args, loaded, data, trigger, target, inferred)
-        model = loaded.model
+            target, inferred = _infer_target(model, data.images, trigger, args)
+        _describe(args, inputs, target, inferred)
         metrics: dict[str, dict] = {}
         if eval_y is not None:
             with timed(args.device) as t:
-                metrics["before"] = _metrics(model, eval_x, eval_y, trigger, target, args)
+                metrics["before"] = _metrics(model, eval_x, eval_y, trigger, target, args, inputs.num_classes)
             timings["evaluate_before_s"] = t.seconds
         bar.update()
 
         config = EditConfig(gamma=args.gamma, lam=args.lam, alpha=args.alpha, beta=args.beta, bn=args.bn,
-                            layers=args.layers, batch_size=args.batch_size, device=args.device)
+                            layers=inputs.layers, batch_size=args.batch_size, device=args.device)
         with timed(args.device) as t:   # the steps of edit_model, kept apart to report the factors (Eq. 2-4)
             extraction = extract(model, data.images, trigger=trigger, config=config)
             factors = compute_factors(extraction, config)
@@ -435,7 +554,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             bar.update()
         if eval_y is not None:
             with timed(args.device) as t:
-                metrics["after"] = _metrics(edited, eval_x, eval_y, trigger, target, args)
+                metrics["after"] = _metrics(edited, eval_x, eval_y, trigger, target, args, inputs.num_classes)
             timings["evaluate_after_s"] = t.seconds
         bar.update()
         mode = "BDK" if trigger is not None else "¬BDK"
@@ -443,7 +562,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
                     "repair": {"lr": args.lr, "epochs": args.repair_epochs} if args.repair else None,
                     "trigger": _trigger_info(args, trigger), "target": target}
         with timed() as t:
-            save_weights(edited, args.out, format=loaded.format,
+            save_weights(edited, args.out, format=inputs.loaded.format,
                          metadata={"actedit_edit": json.dumps(_json_ready(settings), default=str)})
         timings["save_s"] = t.seconds
         bar.update()
@@ -459,12 +578,10 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         for when in ("before", "after"):
             m = metrics[when]
             _out(f"  {when:<8} {_fmt(m['asr'])}  {_fmt(m['acc'])}  {_fmt(m['ctca'])}")
-    _out(f"wrote     {args.out} ({loaded.format})")
+    _out(f"wrote     {args.out} ({inputs.loaded.format})")
     _write_report(args, {
         "command": "edit", "actedit_version": __version__, "cli": _settings(args), "settings": settings,
-        "model": {"arch": args.arch, "weights": args.weights, "format": loaded.format, "num_classes": args.num_classes,
-                  "channels": loaded.channels, "size": args.size,
-                  "parameters": sum(p.numel() for p in model.parameters())},
+        "model": _model_info(args, inputs),
         "images": {"source": data.source, "layout": data.layout, "count": len(data),
                    "labelled": data.labels is not None, "eval_source": args.eval_images or data.source},
         "target_inferred": inferred is not None, "target_inferred_share_%": inferred,
@@ -477,23 +594,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     with tqdm(total=3, desc="actedit evaluate", file=sys.stderr, disable=True if args.no_progress else None,
               leave=False) as bar:
-        loaded, data, trigger = _load(args, bar, timings, need_labels=True)
+        inputs = _load(args, bar, timings, need_labels=True)
+        data, trigger = inputs.data, inputs.trigger
         target, inferred = args.target, None
         if trigger is not None and target is None:
-            target, inferred = _infer_target(loaded.model, data.images, trigger, args)
+            target, inferred = _infer_target(inputs.model, data.images, trigger, args)
         with timed(args.device) as t:
-            m = _metrics(loaded.model, data.images, data.labels, trigger, target, args)
+            m = _metrics(inputs.model, data.images, data.labels, trigger, target, args, inputs.num_classes)
         timings["evaluate_s"] = t.seconds
         bar.update()
-    _describe(args, loaded, data, trigger, target, inferred)
+    _describe(args, inputs, target, inferred)
     _out(f"ACC       {m['acc']:.2f} %")
     if trigger is not None:
         _out(f"ASR       {m['asr']:.2f} %")
         _out(f"CTCA      {m['ctca']:.2f} %")
-    counts = torch.bincount(data.labels, minlength=args.num_classes).tolist()
+    counts = torch.bincount(data.labels, minlength=inputs.num_classes).tolist()
     _out("per class " + "  ".join(f"{c}:{_fmt(a).strip()}" for c, a in enumerate(m["per_class"]) if counts[c]))
     _write_report(args, {"command": "evaluate", "actedit_version": __version__, "cli": _settings(args),
-                         "model": {"arch": args.arch, "weights": args.weights, "format": loaded.format},
+                         "model": _model_info(args, inputs),
                          "images": {"source": data.source, "layout": data.layout, "count": len(data),
                                     "per_class_count": counts},
                          "trigger": _trigger_info(args, trigger), "target": target,
@@ -505,18 +623,19 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
     with tqdm(total=3, desc="actedit detect", file=sys.stderr, disable=True if args.no_progress else None,
               leave=False) as bar:
-        loaded, data, _ = _load(args, bar, timings, need_labels=True)
+        inputs = _load(args, bar, timings, need_labels=True, edits=True)
+        data, num_classes = inputs.data, inputs.num_classes
         edit = EditConfig(gamma=args.gamma, lam=args.lam, alpha=args.alpha, beta=args.beta, bn=args.bn,
-                          layers=args.layers, batch_size=args.batch_size, device=args.device)
+                          layers=inputs.layers, batch_size=args.batch_size, device=args.device)
         config = DetectConfig(edit=edit, threshold=args.threshold, edit_samples=args.edit_samples,
                               batch_size=args.batch_size, device=args.device)
-        result = detect(loaded.model, data.images, data.labels, num_classes=args.num_classes, config=config)
+        result = detect(inputs.model, data.images, data.labels, num_classes=num_classes, config=config)
         timings["detect_s"] = result.seconds
         bar.update()
-    _describe(args, loaded, data, None, None, None)
+    _describe(args, inputs, None, None)
     _out(f"¬BDK edit on {result.edit_images} images; per-class accuracy on {result.num_images} (percent)")
     _out("class      n  before  after   drop")
-    for c in range(args.num_classes):
+    for c in range(num_classes):
         if result.counts[c]:
             mark = "  <- suspected target" if c == result.suspected else ""
             _out(f"{c:>5}  {result.counts[c]:>5}  {_fmt(result.acc_before[c])}  {_fmt(result.acc_after[c])}  "
@@ -526,7 +645,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     _out(f"score     {result.score:.2f} ({result.statistic}; threshold {result.threshold:g})")
     _out(f"verdict   {verdict}")
     _write_report(args, {"command": "detect", "actedit_version": __version__, "cli": _settings(args),
-                         "model": {"arch": args.arch, "weights": args.weights, "format": loaded.format},
+                         "model": _model_info(args, inputs),
                          "images": {"source": data.source, "layout": data.layout, "count": len(data)},
                          "threshold_rationale": THRESHOLD_RATIONALE, "result": result.to_dict(), "timings": timings})
     return 0
@@ -550,12 +669,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"actedit {args.command}"
     try:
         _check_paths(args)
+        _check_model_flags(args)
         if hasattr(args, "trigger"):
             _check_trigger_flags(args)
         args.device = _device(args.device)
         set_seed(args.seed)
         return args.func(args)
-    except UsageError as err:
+    except (UsageError, ModelSpecError) as err:
         if args.debug:
             raise
         print(f"{prog}: error: {_one_line(err)} (see {prog} --help)", file=sys.stderr)

@@ -117,8 +117,9 @@ def triggers_for(spec: VictimSpec, splits: Splits, *, cache: Cache | None = None
     return trig, trig.magnified(3)
 
 
-def _key(spec: VictimSpec, role: str) -> dict:
-    key = {"role": role, **asdict(spec)}
+def _key(spec: VictimSpec, role: str, device: str) -> dict:
+    # the device type: CPU- and GPU-trained weights differ (kernels, reduction order), so they are other entries
+    key = {"role": role, **asdict(spec), "device": torch.device(device).type}
     if role == "retrained":
         # R sees only D_C, which depends on which indices were poisoned (ρ, seed, clean-label), not on the trigger
         key.update(trigger=None, alpha=None, rate=spec.poison_rate, clean_label=spec.trigger == "narcissus")
@@ -136,7 +137,7 @@ def get_victim(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache: C
     poisoned = poison(splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                       clean_label=spec.trigger == "narcissus", seed=spec.seed))
     model = _trained(spec, "victim", poisoned.train.images, poisoned.train.labels, splits, cache, device, progress)
-    state_meta = cache.load("models", _key(spec, "victim"))
+    state_meta = cache.load("models", _key(spec, "victim", device))
     meta = state_meta[1] if state_meta else {}
     return Victim(spec, model, splits, trig, verify, poisoned, meta)
 
@@ -169,7 +170,7 @@ def _trained(spec: VictimSpec, role: str, images: torch.Tensor, labels: torch.Te
         model.eval()
         return model.state_dict(), {"loss": history.loss, "seconds": history.seconds}
 
-    state, meta = cache.get_or_build("models", _key(spec, role), build)
+    state, meta = cache.get_or_build("models", _key(spec, role, device), build)
     model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size)
     model.load_state_dict(state)
     model.to(device).eval()

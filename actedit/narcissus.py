@@ -237,7 +237,7 @@ def narcissus_pattern(spec: "VictimSpec", splits: "Splits", *, cache: "Cache | N
     3. :func:`optimize_trigger` towards the extra output, ``||δ||∞ ≤ 16/255``.
 
     Cached in ``cache`` (kind ``"narcissus"``) under the fields of ``spec`` that decide it (dataset, model, target,
-    seed, D_U and D_T sizes) and ``config``.
+    seed, D_U and D_T sizes), ``config`` and the device type.
 
     Returns:
         δ, ``[C, H, W]`` float32 on the CPU, with ``C, H, W`` of ``splits``.
@@ -247,7 +247,8 @@ def narcissus_pattern(spec: "VictimSpec", splits: "Splits", *, cache: "Cache | N
 
     cache = cache or Cache()
     key = {"dataset": spec.dataset, "model": spec.model, "target": spec.target, "seed": spec.seed,
-           "unseen": spec.unseen, "train_limit": spec.train_limit, "config": asdict(config)}
+           "unseen": spec.unseen, "train_limit": spec.train_limit, "config": asdict(config),
+           "device": torch.device(device).type}
 
     def build() -> tuple[dict, dict]:
         pool = torch.nonzero(splits.train.labels == spec.target).flatten()

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Hashable
 
-from .cache import Cache, key_hash
+from .cache import Cache
 from .experiments import VictimSpec, _key, get_retrained, get_victim
 
 __all__ = ["Models", "ModelJob", "CHAPTERS", "models_for", "base_configuration", "method", "reading_the_method",
@@ -39,10 +39,12 @@ ROLES = ("victim", "retrained")
 
 @dataclass(frozen=True)
 class ModelJob:
-    """One model to train into the cache: the victim or the retrained reference R of ``spec``."""
+    """One model to train into the cache: the victim or the retrained reference R of ``spec``, on ``device``
+    (the cache keeps CPU- and GPU-trained weights apart, so the device is part of the job)."""
 
     role: str
     spec: VictimSpec
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -50,27 +52,28 @@ class ModelJob:
 
     @property
     def key(self) -> str:
-        """The cache entry's name (hash of the cache key): two jobs with the same key are the same model."""
-        return key_hash(_key(self.spec, self.role))
+        """The cache entry's name: two jobs with the same key are the same model."""
+        return self.path().stem
 
     def path(self, cache: Cache | None = None) -> Path:
         """Where the trained model lies in ``cache`` (default: ``$ACTEDIT_CACHE``)."""
-        return (cache or Cache()).path("models", _key(self.spec, self.role))
+        return (cache or Cache()).path("models", _key(self.spec, self.role, self.device))
 
     def describe(self) -> str:
         """``victim fashion-mnist/cnn/white y_t=2 seed=0``, plus the fields that differ from the defaults."""
         s, default = self.spec, VictimSpec()
         shown = ("dataset", "model", "trigger", "target", "seed")
         extra = "".join(f" {k}={v}" for k, v in asdict(s).items() if k not in shown and v != getattr(default, k))
-        return f"{self.role} {s.dataset}/{s.model}/{s.trigger} y_t={s.target} seed={s.seed}{extra}"
+        on = "" if self.device == "cpu" else f" on {self.device}"
+        return f"{self.role} {s.dataset}/{s.model}/{s.trigger} y_t={s.target} seed={s.seed}{extra}{on}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self.spec), sort_keys=True)
 
-    def train(self, *, device: str = "cpu", data_root: str | None = None, cache: Cache | None = None) -> Path:
+    def train(self, *, data_root: str | None = None, cache: Cache | None = None) -> Path:
         """Train the model into ``cache`` (a no-op when it is there already); returns its path."""
         load = get_victim if self.role == "victim" else get_retrained
-        load(self.spec, device=device, cache=cache, data_root=data_root, progress=False)
+        load(self.spec, device=self.device, cache=cache, data_root=data_root, progress=False)
         return self.path(cache)
 
 
@@ -81,12 +84,13 @@ class Models:
     victims: dict[Hashable, VictimSpec] = field(default_factory=dict)
     references: dict[Hashable, VictimSpec] = field(default_factory=dict)
 
-    def jobs(self) -> list[ModelJob]:
-        """One :class:`ModelJob` per distinct model (references of specs that share D_C are one model)."""
+    def jobs(self, device: str = "cpu") -> list[ModelJob]:
+        """One :class:`ModelJob` per distinct model trained on ``device`` (the chapter's; references of specs that
+        share D_C are one model)."""
         found: dict[str, ModelJob] = {}
         for role, specs in (("victim", self.victims), ("retrained", self.references)):
             for spec in specs.values():
-                job = ModelJob(role, spec)
+                job = ModelJob(role, spec, device)
                 found.setdefault(job.key, job)
         return list(found.values())
 
@@ -234,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        job = ModelJob(args.role, VictimSpec(**json.loads(args.spec)))
+        job = ModelJob(args.role, VictimSpec(**json.loads(args.spec)), args.device)
     except (ValueError, TypeError) as error:
         parser.error(f"bad spec: {error}")
-    path = job.train(device=args.device, data_root=args.data_root)
+    path = job.train(data_root=args.data_root)
     log.info("%s -> %s", job.describe(), path)
     return 0
 

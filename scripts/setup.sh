@@ -6,7 +6,8 @@
 #   scripts/setup.sh            # or: make setup
 #
 # Environment: PYTHON (default python3.11) builds the venv; VENV (default .venv) is where it goes;
-# ACTEDIT_SKIP_APT=1 skips the Debian packages; ACTEDIT_SKIP_NPM=1 skips the web assets.
+# ACTEDIT_SKIP_APT=1 skips the Debian packages; ACTEDIT_SKIP_NPM=1 skips the web assets; ACTEDIT_TORCH=cpu installs
+# torch's CPU-only wheels (from ACTEDIT_TORCH_INDEX, default PyTorch's CPU index) instead of PyPI's CUDA ones.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,18 +32,34 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 
-# 2. Pinned Python packages (torch and torchvision come from the local wheel mirror that pip is
-#    configured with on the project's machines; elsewhere from PyPI). -----------------------------------
-LOCK_MARK="$VENV/.actedit-lock-$(hash_of requirements.lock)"
+# 2. Pinned Python packages, hash-checked (requirements.lock: one resolution for every platform, `make lock`).
+#    Default: torch and torchvision from PyPI (on Linux with their CUDA wheels; on the project's machines from the
+#    local wheel mirror that pip is configured with, whose files carry PyPI's hashes). ACTEDIT_TORCH=cpu: torch's
+#    CPU-only wheels from PyTorch's index (no CUDA stack), then requirements-cpu.lock (the same pins without torch,
+#    torchvision and their CUDA packages). --------------------------------------------------------------------------
+TORCH_VARIANT=${ACTEDIT_TORCH:-default}
+TORCH_INDEX=${ACTEDIT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+case "$TORCH_VARIANT" in
+    default) LOCKS=(requirements.lock) ;;
+    cpu)     LOCKS=(requirements-cpu.lock) ;;
+    *) echo "setup: ACTEDIT_TORCH=$TORCH_VARIANT: use 'cpu' for torch's CPU-only wheels, or leave it unset" >&2; exit 1 ;;
+esac
+pinned() { sed -n "s/^$1==\([^ ;\\]*\).*/\1/p" requirements.lock | head -1; }
+LOCK_MARK="$VENV/.actedit-lock-$TORCH_VARIANT-$(hash_of "${LOCKS[@]}")"
 if [ ! -e "$LOCK_MARK" ]; then
-    say "installing requirements.lock into $VENV (first run: several minutes)"
+    if [ "$TORCH_VARIANT" = cpu ]; then
+        say "installing torch $(pinned torch), torchvision $(pinned torchvision) (CPU-only) from $TORCH_INDEX"
+        "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --index-url "$TORCH_INDEX" \
+            "torch==$(pinned torch)" "torchvision==$(pinned torchvision)"
+    fi
+    say "installing ${LOCKS[*]} into $VENV (first run: several minutes)"
     # (this machine's pip configuration names local index folders per package; its "is ignored" notes are noise)
-    "$PY" -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "${LOCKS[@]}" 2>&1 \
         | { grep -v "is ignored: it is neither a file nor a directory" || true; }
     rm -f "$VENV"/.actedit-lock-*
     touch "$LOCK_MARK"
 else
-    say "requirements.lock already installed"
+    say "${LOCKS[*]} already installed"
 fi
 
 EDITABLE_MARK="$VENV/.actedit-editable-$(hash_of pyproject.toml)"

@@ -51,6 +51,8 @@ def test_remote_assets_are_found(tmp_path):
 def _pins(lines) -> dict[str, str]:
     pins = {}
     for line in lines:
+        if line.lstrip().startswith("--"):      # a hashed lock's `--hash=sha256:...` continuation lines
+            continue
         match = re.match(r"^\s*(?:-\s*)?([A-Za-z0-9_.\-]+)\s*(==|=)\s*([^\s#]+)", line)
         if match:
             pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(3)

@@ -270,3 +270,186 @@ def test_two_processes_building_the_same_entry_build_once(tmp_path):
     assert log_path.read_text().splitlines() == ["built"]
     hit = Cache(tmp_path / "cache").load("models", KEY)
     assert hit is not None and same(hit[0], state(4.0))
+
+
+# --- stale entries: a change in the code that trains a model, or another device, is another entry -------------------
+
+_BUILD_ONCE = """
+import json, sys, torch
+from actedit.cache import Cache
+c, key, built = Cache(sys.argv[1]), {"dataset": "toy", "seed": 0}, []
+def build():
+    built.append(1)
+    return {"w": torch.tensor([float(sys.argv[2])])}, {}
+state, _ = c.get_or_build("models", key, build)
+print(json.dumps({"path": str(c.path("models", key)), "built": bool(built), "w": state["w"].item()}))
+"""
+
+
+def _package_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    src = Path(cache_mod.__file__).resolve().parent
+    dest = tmp_path / "pkg"
+    shutil.copytree(src, dest / "actedit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def _get_or_build_in(pkg: Path, root: Path, value: float) -> dict:
+    """``get_or_build`` in a fresh interpreter that imports the package copy at ``pkg`` (its code as it is now)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(pkg), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", _BUILD_ONCE, str(root), str(value)], cwd=pkg, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def test_a_change_in_training_code_is_a_new_entry_and_the_old_one_is_not_served(tmp_path):
+    pkg, root = _package_copy(tmp_path), tmp_path / "cache"
+    first = _get_or_build_in(pkg, root, 1.0)
+    assert first["built"] and first["w"] == 1.0
+    again = _get_or_build_in(pkg, root, 2.0)                 # control: same code, same entry, not rebuilt
+    assert not again["built"] and again["w"] == 1.0 and again["path"] == first["path"]
+    # a comment, and code the models do not depend on, change nothing
+    _append(pkg / "actedit" / "training.py", "\n# a comment about the loop\n")
+    _append(pkg / "actedit" / "summary.py", "\nUNRELATED = 1\n")
+    _append(pkg / "actedit" / "experiments.py", "\ndef unrelated_helper():\n    return 1\n")
+    kept = _get_or_build_in(pkg, root, 3.0)
+    assert not kept["built"] and kept["w"] == 1.0 and kept["path"] == first["path"]
+    # the training loop changes (one more statement): the old weights must not come back
+    _append(pkg / "actedit" / "training.py", "\nTRAINING_CHANGED = True\n")
+    changed = _get_or_build_in(pkg, root, 4.0)
+    assert changed["built"] and changed["w"] == 4.0
+    assert changed["path"] != first["path"]
+    # the old entry, even copied to the new path, is refused: its header names other sources
+    Path(changed["path"]).write_bytes(Path(first["path"]).read_bytes())
+    rebuilt = _get_or_build_in(pkg, root, 5.0)
+    assert rebuilt["built"] and rebuilt["w"] == 5.0
+
+
+class _Recorder(Cache):
+    """Records the (kind, key) of the first entry asked for, and stops before anything is trained."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.asked: list[tuple[str, dict]] = []
+
+    def get_or_build(self, kind, key, build):
+        self.asked.append((kind, key))
+        raise self.Stop
+
+
+@pytest.mark.parametrize("trigger, kind", [("white", "models"), ("narcissus", "narcissus")])
+def test_victims_trained_on_another_device_are_other_entries(tmp_path, trigger, kind):
+    """A GPU-trained victim (or Narcissus pattern) is not served to a CPU run, nor the reverse."""
+    from actedit.experiments import VictimSpec, get_victim
+
+    spec = VictimSpec(trigger=trigger, train_limit=600, test_limit=100, unseen=100)
+    paths = {}
+    for device in ("cpu", "cuda"):
+        recorder = _Recorder(tmp_path)
+        with pytest.raises(_Recorder.Stop):
+            get_victim(spec, device=device, cache=recorder, progress=False)
+        (asked_kind, key), = recorder.asked
+        assert asked_kind == kind
+        paths[device] = recorder.path(kind, key)
+    assert paths["cpu"] != paths["cuda"]
+
+
+def test_a_docstring_change_keeps_the_code_digest(tmp_path):
+    """Only code counts: a module whose docstrings and comments change has the same digest; a code change does not."""
+    base = "def f(x):\n    '''Add one.'''\n    return x + 1  # why\n"
+    paths = {}
+    for name, text in {"base": base, "doc": base.replace("Add one.", "Adds one to x."),
+                       "comment": base.replace("# why", "# because"), "code": base.replace("+ 1", "+ 2")}.items():
+        paths[name] = tmp_path / f"{name}.py"
+        paths[name].write_text(text)
+    digest = {name: cache_mod._code_digest(path) for name, path in paths.items()}
+    assert digest["base"] == digest["doc"] == digest["comment"] != digest["code"]
+
+
+def test_one_definition_of_a_module_can_be_a_source(tmp_path):
+    """``experiments.get_victim`` in SOURCES: that function's code counts, the rest of the module does not."""
+    path = tmp_path / "m.py"
+    path.write_text("def f(x):\n    return x + 1\n\ndef g(x):\n    return x\n")
+    before = cache_mod._code_digest(path, "f")
+    path.write_text("def f(x):\n    return x + 1\n\ndef g(x):\n    return -x\n\nNEW = 1\n")
+    cache_mod._code_digest.cache_clear()
+    assert cache_mod._code_digest(path, "f") == before
+    path.write_text("def f(x):\n    return x + 2\n")
+    cache_mod._code_digest.cache_clear()
+    assert cache_mod._code_digest(path, "f") != before
+    with pytest.raises(LookupError, match="'h'"):
+        cache_mod._code_digest(path, "h")
+
+
+def test_every_module_named_in_sources_exists():
+    for kind, names in cache_mod.SOURCES.items():
+        assert cache_mod.source_digest(kind)                  # raises FileNotFoundError for a missing module
+        assert {"training", "models", "poisoning", "data", "cache"} <= set(names), kind
+
+
+def test_waiting_for_a_held_entry_times_out_with_a_clear_error(tmp_path):
+    import filelock
+
+    c = Cache(tmp_path, lock_timeout=0.2)
+    lock_path = c.path("models", KEY).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True)
+    build = Builder()
+    with filelock.FileLock(str(lock_path)):
+        with pytest.raises(cache_mod.CacheLockTimeout) as caught:
+            c.get_or_build("models", KEY, build)
+    assert str(lock_path) in str(caught.value) and "0.2 s" in str(caught.value)
+    assert build.calls == 0 and not c.path("models", KEY).exists()
+    c.get_or_build("models", KEY, build)                     # released: builds once
+    assert build.calls == 1
+    with pytest.raises(ValueError, match="lock_timeout"):
+        Cache(tmp_path, lock_timeout=-1)
+
+
+def test_without_flock_the_lock_falls_back_to_a_lock_file(tmp_path, monkeypatch):
+    import filelock
+
+    class NoFlock(filelock.SoftFileLock):
+        def _acquire(self) -> None:
+            raise NotImplementedError("FileSystem does not appear to support flock")
+
+    monkeypatch.setattr(filelock, "FileLock", NoFlock)
+    build = Builder()
+    c = Cache(tmp_path, lock_timeout=0.2)
+    c.get_or_build("models", KEY, build)
+    c.get_or_build("models", KEY, build)
+    assert build.calls == 1 and c.load("models", KEY) is not None
+    # a lock file left by a killed process: a clear error after the timeout, naming the file
+    other = {**KEY, "seed": 5}
+    lock_path = c.path("models", other).with_suffix(".lock")
+    lock_path.write_text("")
+    with pytest.raises(cache_mod.CacheLockTimeout, match="stale") as caught:
+        c.get_or_build("models", other, build)
+    assert str(lock_path) in str(caught.value) and build.calls == 1
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with cache_mod.atomic_write(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed while writing")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    with cache_mod.atomic_write(target) as a, cache_mod.atomic_write(target) as b:
+        assert a != b and a.parent == target.parent          # unique temporary names, same folder (same device)
+        a.write_text("a")
+        b.write_text("b")
+    assert target.read_text() == "a" and sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]

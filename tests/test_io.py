@@ -1,7 +1,9 @@
-"""Safe model files and the defender's images (issue 8, files part; issue 9)."""
+"""Safe model files and the defender's images (issue 8, files part; issue 9), any architecture (issue 18)."""
 from __future__ import annotations
 
 import pickle
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,8 @@ import torch
 from PIL import Image
 
 from actedit import io as aio
-from actedit.io import (check_state_dict, detect_format, load_images, load_labels, load_model, load_patch,
-                        load_weights, save_weights)
+from actedit.io import (ModelSpecError, atomic_path, check_state_dict, detect_format, image_sizes, load_images,
+                        load_labels, load_model, load_patch, load_weights, parse_model_spec, save_weights)
 from actedit.models import build_model
 
 
@@ -316,6 +318,182 @@ def test_patch_keeps_alpha(tmp_path):
     assert patch[3].mean().item() == pytest.approx(128 / 255)
     write_png(tmp_path / "g.png", np.full((3, 3), 255, np.uint8))
     assert load_patch(tmp_path / "g.png").shape == (1, 3, 3)
+
+
+# ------------------------------------------------------------------------------------------------ any model (#18)
+
+NETS = '''import torch
+from torch import nn
+
+
+class Mlp(nn.Module):
+    """On flattened input: no convolution tells the channels."""
+
+    def __init__(self, pixels=64, classes=3):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(pixels, 16), nn.ReLU(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Zoo:
+    @staticmethod
+    def conv(channels=3, classes=4):
+        return nn.Sequential(nn.Conv2d(channels, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes))
+'''
+
+
+@pytest.fixture
+def nets(tmp_path) -> Path:
+    path = tmp_path / "nets.py"
+    path.write_text(NETS)
+    return path
+
+
+def test_spec_forms(nets):
+    assert parse_model_spec("cnn").kind == "built-in"
+    tv = parse_model_spec("torchvision:squeezenet1_1")
+    assert (tv.kind, tv.name) == ("torchvision", "squeezenet1_1")
+    f = parse_model_spec(f"{nets}:Zoo.conv")
+    assert (f.kind, f.name, f.file) == ("file", "Zoo.conv", nets)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("resnet19", "unknown model 'resnet19' (did you mean resnet18?)"),
+    ("torchvision:resnet19", "did you mean resnet18"),
+    ("torchvision:fasterrcnn_resnet50_fpn", "no classification model"),
+    ("missing.py:Net", "missing.py: no such file"),
+    ("nets.py", "name the class or factory"),
+    ("nets.py:", "name a class or factory"),
+    ("", "non-empty"),
+])
+def test_spec_errors(spec, words):
+    with pytest.raises(ModelSpecError, match=re.escape(words)):
+        parse_model_spec(spec)
+
+
+def test_file_model_with_kwargs_and_dotted_name(tmp_path, nets):
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                 torch.nn.Linear(8, 4))
+    path = save_weights(module, tmp_path / "conv.safetensors")
+    loaded = load_model(f"{nets}:Zoo.conv", path, kwargs={"channels": 1})
+    assert (loaded.spec.kind, loaded.channels, loaded.num_classes) == ("file", 1, None)
+    assert not loaded.model.training
+    x = torch.rand(2, 1, 12, 12)
+    assert torch.equal(loaded.model(x), module(x))
+    with pytest.raises(ValueError, match="channels 3, but its first convolution '0' takes 1"):
+        load_model(f"{nets}:Zoo.conv", path, kwargs={"channels": 1}, channels=3)
+    with pytest.raises(ValueError, match=r"shape mismatches \(0\.weight: file \[8, 1, 3, 3\] vs model \[8, 3, 3, 3\]"):
+        load_model(f"{nets}:Zoo.conv", path)
+
+
+def test_file_model_without_a_convolution_leaves_channels_open(tmp_path, nets):
+    torch.manual_seed(0)
+    path = save_weights(load_model_module(nets, "Mlp"), tmp_path / "mlp.pt", format="torch")
+    loaded = load_model(f"{nets}:Mlp", path)
+    assert loaded.channels is None and loaded.model(torch.rand(5, 1, 8, 8)).shape == (5, 3)
+
+
+def load_model_module(nets: Path, name: str) -> torch.nn.Module:
+    """The class from the file, imported the ordinary way (what the user would do in their own script)."""
+    sys.path.insert(0, str(nets.parent))
+    try:
+        import nets as module  # noqa: PLC0415
+        return getattr(module, name)()
+    finally:
+        sys.path.remove(str(nets.parent))
+        sys.modules.pop("nets", None)
+
+
+def test_importing_the_file_leaves_no_trace(tmp_path, nets, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)   # as in a plain Python (this run may set it)
+    path = save_weights(load_model_module(nets, "Mlp"), tmp_path / "mlp.pt", format="torch")
+    for pyc in tmp_path.rglob("__pycache__"):            # the ordinary import above may have written one
+        for f in pyc.iterdir():
+            f.unlink()
+        pyc.rmdir()
+    before, state = sorted(tmp_path.rglob("*")), (list(sys.path), sys.dont_write_bytecode)
+    load_model(f"{nets}:Mlp", path)
+    assert sorted(tmp_path.rglob("*")) == before          # no __pycache__ beside the user's file
+    assert (sys.path, sys.dont_write_bytecode) == state
+
+
+def test_torchvision_model_reads_its_class_count_from_the_weights(tmp_path):
+    import torchvision
+
+    model = torchvision.models.get_model("squeezenet1_1", weights=None, num_classes=7)
+    path = save_weights(model, tmp_path / "sq.safetensors")     # safetensors sorts the keys by name
+    loaded = load_model("torchvision:squeezenet1_1", path)
+    assert (loaded.num_classes, loaded.channels, loaded.kwargs) == (7, 3, {"num_classes": 7})
+    with pytest.raises(ValueError, match="num_classes 5 but the kwargs say 7"):
+        load_model("torchvision:squeezenet1_1", path, num_classes=5, kwargs={"num_classes": 7})
+    with pytest.raises(ModelSpecError, match="never downloaded"):
+        load_model("torchvision:squeezenet1_1", path, kwargs={"weights": "DEFAULT"})
+    with pytest.raises(ValueError, match="raised TypeError"):
+        load_model("torchvision:squeezenet1_1", path, kwargs={"depth": 3})
+
+
+def test_built_in_reads_classes_and_channels_from_the_weights(tmp_path):
+    path = save_weights(cnn(num_classes=4, channels=3), tmp_path / "m.safetensors")
+    loaded = load_model("cnn", path, size=28)
+    assert (loaded.num_classes, loaded.channels, loaded.spec.kind) == (4, 3, "built-in")
+    with pytest.raises(ModelSpecError, match="not keyword arguments"):
+        load_model("cnn", path, size=28, kwargs={"width": 8})
+    with pytest.raises(ValueError, match="pass size"):
+        load_model("cnn", path)
+
+
+def test_images_keep_their_own_size_and_channels(tmp_path):
+    for i in range(2):
+        write_png(tmp_path / "grey" / f"{i}.png", np.full((20, 20), 60, np.uint8))
+        write_png(tmp_path / "rgb" / f"{i}.png", np.full((20, 20, 3), 60, np.uint8))
+    assert load_images(tmp_path / "grey").images.shape == (2, 1, 20, 20)
+    assert load_images(tmp_path / "rgb").images.shape == (2, 3, 20, 20)
+    assert image_sizes(tmp_path / "rgb") == {(20, 20): 2}
+    np.savez(tmp_path / "d.npz", images=np.zeros((3, 16, 16, 3), np.uint8))
+    assert load_images(tmp_path / "d.npz").images.shape == (3, 3, 16, 16)
+    assert image_sizes(tmp_path / "d.npz") == {(16, 16): 3}
+
+
+def test_mixed_or_oblong_sizes_need_a_size(tmp_path):
+    write_png(tmp_path / "mixed" / "a.png", np.zeros((28, 28), np.uint8))
+    write_png(tmp_path / "mixed" / "b.png", np.zeros((32, 32), np.uint8))
+    assert image_sizes(tmp_path / "mixed") == {(28, 28): 1, (32, 32): 1}
+    with pytest.raises(ValueError, match=r"different sizes \(28x28 \(1\), 32x32 \(1\)\); give the size"):
+        load_images(tmp_path / "mixed")
+    assert load_images(tmp_path / "mixed", size=24).images.shape == (2, 1, 24, 24)
+    write_png(tmp_path / "oblong" / "a.png", np.zeros((20, 30), np.uint8))
+    with pytest.raises(ValueError, match="20x30, not square"):
+        load_images(tmp_path / "oblong")
+
+
+def test_atomic_path_uses_a_unique_name_and_cleans_up(tmp_path):
+    target = tmp_path / "r.json"
+    (tmp_path / ".r.json.tmp").mkdir()                 # a fixed temporary name would collide with this
+    with atomic_path(target) as tmp:
+        assert Path(tmp).parent == tmp_path and Path(tmp).name != ".r.json.tmp"
+        Path(tmp).write_text("one")
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            Path(tmp).write_text("half")
+            raise RuntimeError("crash")
+    assert target.read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.tmp", "r.json"]
+
+
+def test_atomic_path_gives_the_permissions_open_would(tmp_path):
+    """Not mkstemp's private 0600: a new file gets 0666 less the umask, a replaced one keeps its mode."""
+    (tmp_path / "plain.txt").write_text("x")
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        Path(tmp).write_text("x")
+    assert (tmp_path / "new.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+    (tmp_path / "new.txt").chmod(0o640)
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        Path(tmp).write_text("y")
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o640
 
 
 def test_public_names():

@@ -42,7 +42,8 @@ def _parameters(stem: str, params_dir: str | None = None) -> dict:
 def _all_jobs(params_dir: str | None) -> dict[str, plan.ModelJob]:
     jobs = {}
     for chapter in CHAPTERS:
-        for job in plan.models_for(chapter.stem, _parameters(chapter.stem, params_dir)).jobs():
+        parameters = _parameters(chapter.stem, params_dir)
+        for job in plan.models_for(chapter.stem, parameters).jobs(device=parameters.get("device", "cpu")):
             jobs.setdefault(job.key, job)
     return jobs
 
@@ -93,6 +94,8 @@ def test_a_job_trains_the_entry_the_chapter_loads(tmp_path):
     assert plan.ModelJob("victim", VictimSpec(**json.loads(job.to_json()))).key == job.key
     with pytest.raises(ValueError, match="role"):
         plan.ModelJob("baseline", job.spec)
+    # the cache keeps GPU-trained weights apart: another device is another job
+    assert plan.ModelJob("victim", job.spec, "cuda").key != job.key
 
 
 # ------------------------------------------------------------------------------------------- the steps
