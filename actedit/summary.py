@@ -38,7 +38,8 @@ class Claim:
     key: str | Callable[[Mapping[str, Any]], Any]   # results key, or a function of the chapter's values
     rule: Rule
     unit: str = ""
-    victims: str | None = ALL       # gate: ALL recorded victims must pass, ANY one must, None: no defense judged
+    victims: str | None = ALL       # gate: ALL recorded victims must pass, ANY one must, None: no defense judged;
+                                    # another string: every recorded victim whose name starts with it must pass
     untestable: str = ""            # reason when no build of this book can test the claim
 
 
@@ -84,17 +85,22 @@ CLAIMS: list[Claim] = [
     Claim("Without BDK, updated BN moving averages beat frozen ones", "Fig. 4, B.3", "updated better",
           "11_fig4_gamma_lambda", "11_nbdk_update_margin", beats(), "Score points"),
     Claim("¬BDK editing points at the target class (largest per-class drop = y_t)", "§4.3", "80 %",
-          "14_detection", "14_detection_target_accuracy", at_least(80, "the paper's rate is the bar"), "%"),
+          "14_detection", "14_detection_target_accuracy", at_least(80, "the paper's rate is the bar"), "%",
+          victims=ANY),
     Claim("Backdoor detection accuracy on poisoned models", "§4.3", "67 %",
-          "14_detection", "14_detection_poisoned_accuracy", at_least(67, "the paper's rate is the bar"), "%"),
+          "14_detection", "14_detection_poisoned_accuracy", at_least(67, "the paper's rate is the bar"), "%",
+          victims=ANY),
     Claim("Backdoor detection accuracy on clean models (called clean)", "§4.3", "80 %",
-          "14_detection", "14_detection_clean_accuracy", at_least(80, "the paper's rate is the bar"), "%"),
+          "14_detection", "14_detection_clean_accuracy", at_least(80, "the paper's rate is the bar"), "%",
+          victims=None),
     Claim("Table 1: without BDK the edit fails on MNIST (ASR stays high)", "Table 1, §4.2", "66.81 ± 5.87 %",
-          _T1, f"{_T1}_mnist_nbdk_base_asr", at_least(30, "half the paper's 66.81 %: the edit clearly failed"), "%"),
+          _T1, f"{_T1}_mnist_nbdk_base_asr", at_least(30, "half the paper's 66.81 %: the edit clearly failed"), "%",
+          victims="mnist,"),
     Claim("Table 1: repair restores the target class on MNIST after BDK", "Table 1", "0 → 96.09 ± 2.51 %",
-          _T1, f"{_T1}_mnist_repair_bdk", restores_ctca(), "% CTCA"),
+          _T1, f"{_T1}_mnist_repair_bdk", restores_ctca(), "% CTCA", victims="mnist,"),
     Claim("Table 1 pattern on Fashion-MNIST: repair after BDK restores the target class", "Table 1 (ours, extra)",
-          "0 → 42.07 ± 7.72 % (CIFAR10)", _T1, f"{_T1}_fashion_mnist_repair_bdk", restores_ctca(), "% CTCA"),
+          "0 → 42.07 ± 7.72 % (CIFAR10)", _T1, f"{_T1}_fashion_mnist_repair_bdk", restores_ctca(), "% CTCA",
+          victims="fashion-mnist,"),
     Claim("Table 3: with BDK, ours has the best Score on most triggers (one seed)", "Table 3", "7 of 8 triggers",
           _T34, f"{_T34}_ours_best_count_bdk", majority(), victims=ANY),
     Claim("Table 4: without BDK, ours has the best Score on most triggers (one seed)", "Table 4", "7 of 8 triggers",
@@ -117,10 +123,11 @@ CLAIMS: list[Claim] = [
           "4 of 4", "12_table9_alpha_beta", "12_table9_alpha_beta_claims_held",
           at_least(4, "all four of the paper's findings"), "of 4"),
     Claim("Table 10: without BDK, ours is best on average over target classes (one seed)", "Table 10, B.5",
-          "82.69 vs NAD 68.22", _T10, f"{_T10}_nbdk_ours_margin", beats(), "Score points"),
+          "82.69 vs NAD 68.22", _T10, f"{_T10}_nbdk_ours_margin", beats(), "Score points", victims=ANY),
     Claim("Table 10: with BDK, actFT is (slightly) best on average (one seed)", "Table 10, B.5",
-          "93.94 vs ours 90.79", _T10, f"{_T10}_bdk_actft_margin", beats(), "Score points"),
-    *[Claim(f"Tables 6/7: the edit is faster than {m} by the paper's ratio", "Tables 6/7", f"{m}: see ours",
+          "93.94 vs ours 90.79", _T10, f"{_T10}_bdk_actft_margin", beats(), "Score points", victims=ANY),
+    *[Claim(f"Tables 6/7: the edit is faster than {m} by the paper's ratio (mean over D_U sizes)", "Tables 6/7",
+            "the paper's ratio: see ours",
             _EFF, f"{_EFF}_speed_{m.lower()}", speed_ratio(), "×") for m in ("actFT", "BaEraser", "basicFT", "NAD")],
     Claim("Tables 6/7: the edit's Score is flat across D_U sizes (BDK)", "Tables 6/7", "92.3–92.5",
           _EFF, f"{_EFF}_score_flat_bdk", is_value("yes", "chapter 9's flatness bar")),
@@ -210,6 +217,10 @@ def _judge(c: Claim, data: dict[str, Any] | None) -> tuple[str, Verdict]:
         victims = data.get("victims", {})
         if not victims:
             return ours, Verdict(NOT_TESTABLE, "the chapter recorded no victim strength for the gate")
+        if c.victims not in (ALL, ANY):
+            victims = {name: v for name, v in victims.items() if name.startswith(c.victims)}
+            if not victims:
+                return ours, Verdict(NOT_TESTABLE, f"the chapter recorded no victim {c.victims!r} for the gate")
         failed = {name: victim_gate(**v) for name, v in victims.items()}
         failed = {name: f for name, f in failed.items() if f is not None}
         if (c.victims == ALL and failed) or (c.victims == ANY and len(failed) == len(victims)):
