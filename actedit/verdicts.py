@@ -168,13 +168,20 @@ def beats(tie: float = 0.0) -> Rule:
 
 
 def majority() -> Rule:
-    """"Best on most": the value is ``{"wins": k, "of": n}`` over the usable victims; reproduced when k > n / 2."""
+    """"Best on most": the value is ``{"wins": k, "of": n, "ties": t}`` over the usable victims, where a tie is a
+    victim on which the margin to the best rival lies within the chapter's tie threshold. Reproduced when the clear
+    wins are more than half; not reproduced when even wins plus ties are not; otherwise inconclusive."""
     def decide(v: Mapping) -> Verdict:
-        if int(v["of"]) == 0:
+        wins, of, ties = int(v["wins"]), int(v["of"]), int(v.get("ties", 0))
+        if of == 0:
             return Verdict(NOT_TESTABLE, "victim without a working backdoor (none usable)")
-        return _yes(int(v["wins"]) > int(v["of"]) / 2)
-    return Rule("best on more than half of the usable victims", "\"most\" in the paper's sense; victims that "
-                "fail the strength gate are left out of the count", decide)
+        if wins > of / 2:
+            return Verdict(REPRODUCED)
+        if wins + ties <= of / 2:
+            return Verdict(NOT_REPRODUCED)
+        return Verdict(INCONCLUSIVE, f"{ties} of {of} usable victims within the tie threshold decide it")
+    return Rule("clear best on more than half of the usable victims", "\"most\" in the paper's sense; victims "
+                "that fail the strength gate are left out, and a margin within the tie threshold is no win", decide)
 
 
 def near_best(tie: float = 0.0) -> Rule:

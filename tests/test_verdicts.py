@@ -60,6 +60,8 @@ def test_majority_counts_only_usable_victims():
     assert V.majority().judge({"wins": 3, "of": 5}).status == V.REPRODUCED
     assert V.majority().judge({"wins": 2, "of": 4}).status == V.NOT_REPRODUCED
     assert V.majority().judge({"wins": 0, "of": 0}).status == V.NOT_TESTABLE
+    assert V.majority().judge({"wins": 3, "of": 8, "ties": 2}).status == V.INCONCLUSIVE   # ties could make it 5
+    assert V.majority().judge({"wins": 3, "of": 8, "ties": 1}).status == V.NOT_REPRODUCED
 
 
 def test_a_missing_or_unreadable_value_is_not_testable_never_a_pass():
