@@ -198,8 +198,8 @@ def _describe(value: Any, unit: str) -> str:
             return f"{value['wins']} of {value['of']} usable"
         if "margin" in value:
             return f"{num(value['margin'])} (tie ±{float(value.get('tie', 0)):.2f})"
-    if isinstance(value, bool) or isinstance(value, str):
-        return str(value)
+    if isinstance(value, (bool, str, int)):
+        return f"{value} {unit}".strip() if isinstance(value, int) and not isinstance(value, bool) else str(value)
     return f"{num(value)} {unit}".strip()
 
 
