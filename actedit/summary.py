@@ -107,7 +107,7 @@ CLAIMS: list[Claim] = [
           _T34, f"{_T34}_ours_best_count_nbdk", majority(), victims=ANY),
     Claim("Table 4: without BDK, ours fails on Narcissus (Score < 30)", "Table 4", "17.73",
           _T34, f"{_T34}_narcissus_nbdk_ours", at_most(30, "far below the other triggers' 80–95"), "Score",
-          victims=ANY),
+          victims="narcissus,"),
     Claim("Table 5: with BDK the result does not depend on the number of samples", "Table 5, §4.3",
           "ASR 0 for 2 … 5000", "08_table5_samples", "08_table5_samples_bdk_independent",
           is_value(True, "chapter 8's flatness test")),
@@ -210,22 +210,23 @@ def _judge(c: Claim, data: dict[str, Any] | None) -> tuple[str, Verdict]:
         return "not run", Verdict(NOT_TESTABLE, "the chapter was not executed in this build")
     values = data["values"]
     value = c.key(values) if callable(c.key) else values.get(c.key)
-    if value is None:
-        return "–", Verdict(NOT_TESTABLE, "the chapter recorded no number for this claim")
-    ours = _describe(value, c.unit)
-    if c.victims is not None:
+    try:
+        ours = "–" if value is None else _describe(value, c.unit)
+    except (TypeError, ValueError, KeyError):   # NaN or a malformed value: shown as is, judged "not testable" below
+        ours = repr(value)
+    if c.victims is not None:   # the strength gate comes first: a weak victim makes any number moot
         victims = data.get("victims", {})
-        if not victims:
-            return ours, Verdict(NOT_TESTABLE, "the chapter recorded no victim strength for the gate")
         if c.victims not in (ALL, ANY):
             victims = {name: v for name, v in victims.items() if name.startswith(c.victims)}
-            if not victims:
-                return ours, Verdict(NOT_TESTABLE, f"the chapter recorded no victim {c.victims!r} for the gate")
+        if not victims:
+            return ours, Verdict(NOT_TESTABLE, "the chapter recorded no victim strength for the gate")
         failed = {name: victim_gate(**v) for name, v in victims.items()}
         failed = {name: f for name, f in failed.items() if f is not None}
-        if (c.victims == ALL and failed) or (c.victims == ANY and len(failed) == len(victims)):
+        if (c.victims == ANY and len(failed) == len(victims)) or (c.victims != ANY and failed):
             name, first = next(iter(failed.items()))
             return ours, Verdict(NOT_TESTABLE, f"{name}: {first.reason}")
+    if value is None:
+        return "–", Verdict(NOT_TESTABLE, "the chapter recorded no number for this claim")
     return ours, c.rule.judge(value)
 
 

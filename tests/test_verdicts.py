@@ -118,3 +118,14 @@ def test_styled_table_renders_html_with_a_status_colour_and_a_link(tmp_path):
     page = styled(summary_table(tmp_path, claims)).to_html()
     assert "<table" in page and 'href="ch.html"' in page and "#f8d7da" in page
     assert "Score &lt; 30 &amp; more" in page
+
+
+def test_a_weak_named_victim_makes_its_claim_not_testable_even_without_a_number(tmp_path):
+    _chapter(tmp_path, {"white, seed 0": {"asr": 95.0, "acc": 86.0, "acc_r": 86.0},
+                        "narcissus, seed 0": {"asr": 24.0, "acc": 85.0, "acc_r": 85.0}}, score=float("nan"))
+    claims = [Claim("fails on narcissus", "T4", "17.7", "ch", "score", V.at_most(30), victims="narcissus,"),
+              Claim("fails on white", "T4", "–", "ch", "score", V.at_most(30), victims="white,")]
+    table = summary_table(tmp_path, claims)
+    assert table["status"].tolist() == [V.NOT_TESTABLE, V.NOT_TESTABLE]
+    assert "narcissus, seed 0: victim without a working backdoor" in table["reason"][0]
+    assert table["reason"][1].startswith("unreadable value")   # NaN never passes
