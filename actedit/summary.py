@@ -12,6 +12,7 @@ recorded: one without a working backdoor makes the claim "not testable".
 """
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -258,15 +259,20 @@ COLOURS = {REPRODUCED: "#d4edda", NOT_REPRODUCED: "#f8d7da", INCONCLUSIVE: "#fff
 
 
 def styled(table: pd.DataFrame, uuid: str = "summary"):
-    """``table`` as a pandas Styler: the status cell coloured by status, the chapter a link to its page."""
+    """``table`` as a pandas Styler: status second and coloured by status, the rule with its justification in small
+    type, the chapter a link to its page; every text escaped for HTML."""
     def colour(status: str) -> str:
         return f"background-color: {COLOURS.get(status, '')}; font-weight: bold"
 
     shown = table.copy()
     shown["status"] = [f"{s}: {r}" if r else s for s, r in zip(table["status"], table["reason"])]
-    shown = shown.drop(columns="reason")
+    shown["rule"] = [f"{html.escape(r)}<br><small><i>{html.escape(w)}</i></small>"
+                     for r, w in zip(table["rule"], table["why"])]
+    shown = shown[["claim", "status", "paper", "ours", "rule", "where", "chapter"]]
     statuses = list(table["status"])
-    return (shown.style.hide(axis="index").set_uuid(uuid).format(escape="html")
+    formats = {c: (lambda v: html.escape(str(v))) for c in ("claim", "status", "paper", "ours", "where")}
+    formats["chapter"] = lambda stem: f'<a href="{html.escape(stem)}.html">{html.escape(stem[:2])}</a>'
+    return (shown.style.hide(axis="index").set_uuid(uuid).format(formats)
             .apply(lambda col: [colour(s) for s in statuses], subset=["status"])
-            .format({"chapter": lambda stem: f'<a href="{stem}.html">{stem[:2]}</a>'}, escape="html")
+            .set_table_styles([{"selector": "td, th", "props": "font-size: 0.8em; vertical-align: top; padding: 2px 4px"}])
             .set_table_attributes('class="actedit-summary"'))
