@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -75,6 +75,17 @@ class VictimSpec:
 
     def with_(self, **changes) -> "VictimSpec":
         return replace(self, **changes)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], /, **changes) -> "VictimSpec":
+        """The spec a chapter's parameters describe: every field of this class found in ``params`` (e.g. the dict
+        :func:`actedit.params.check_params` returns) and not None, then ``changes`` (the loop's trigger, seed …).
+
+        >>> VictimSpec.from_params({"dataset": "mnist", "epochs": None, "seeds": [0, 1]}, seed=1).seed
+        1
+        """
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names and v is not None}, **changes)
 
     @property
     def poison_rate(self) -> float:

@@ -107,6 +107,25 @@ def test_default_edit_changes_exactly_the_selected_weights():
             assert same, f"{name} ({type(modules[owner]).__name__}) changed but is not in L"
 
 
+def test_return_factors_gives_the_same_model_and_the_factors_of_every_edited_layer():
+    net = bn_cnn()
+    alone = edit_model(net, images(), trigger=white_corner)
+    edited, factors = edit_model(net, images(), trigger=white_corner, return_factors=True)
+    assert fingerprint(edited) == fingerprint(alone)
+    assert list(factors) == select_layers(net, EditConfig().layers)
+    modules = dict(net.named_modules())
+    for name, lf in factors.items():   # Eq. 5: edited weight = victim weight · A_l
+        assert torch.allclose(dict(edited.named_modules())[name].weight, modules[name].weight * lf.factor)
+
+
+def test_mixed_modes_are_kept_per_module():
+    net = bn_cnn().eval()
+    net[1].train()                     # one BatchNorm in train mode, the rest in eval mode
+    before = fingerprint(net)
+    edited = edit_model(net, images(), trigger=white_corner)
+    assert fingerprint(net) == before and fingerprint(edited)[1] == before[1]
+
+
 # ------------------------------------------------------------------------------------------ hooks and errors
 
 class Boom(Exception):

@@ -261,6 +261,15 @@ def test_victim_evaluate_on_the_one_subset():
         victim.evaluate(n_eval=0)
 
 
+def test_victim_spec_from_params_takes_the_spec_fields_only():
+    from actedit.experiments import VictimSpec
+
+    params = {"dataset": "mnist", "model": "cnn", "epochs": None, "seeds": [0, 1], "n_eval": 100, "train_limit": 800}
+    assert VictimSpec.from_params(params, seed=1) == VictimSpec(dataset="mnist", seed=1, train_limit=800)
+    with pytest.raises(TypeError):
+        VictimSpec.from_params({"dataset": "mnist"}, dataset="cifar10")   # a field given twice
+
+
 def test_run_edit_grid_records_and_leaves_the_victim_alone():
     victim = tiny_victim()
     before = fingerprint(victim.model)
