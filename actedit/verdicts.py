@@ -298,14 +298,10 @@ class Results:
 def strength(victim, retrained, *, n_eval: int | None = None, device: str = "cpu") -> dict[str, float]:
     """``{"asr", "acc", "acc_r"}`` for the gate: the victim's ASR with the training-strength trigger (not the
     magnified verification one) and ACC on D_V (or a seed-0 subset of ``n_eval`` images), and R's ACC on the same."""
-    import torch
-
+    from .experiments import eval_index
     from .metrics import evaluate
-    from .seeding import generator
 
-    test = victim.splits.test
-    if n_eval is not None and n_eval < len(test):
-        test = test.subset(torch.randperm(len(test), generator=generator(0))[:n_eval].sort().values)
+    test = victim.splits.test.subset(eval_index(len(victim.splits.test), n_eval))
     kw = dict(target=victim.spec.target, top_k=victim.splits.top_k, num_classes=victim.splits.num_classes,
               device=device)
     m = evaluate(victim.model, test.images, test.labels, trigger=victim.trigger, **kw)
