@@ -112,8 +112,13 @@ class EditConfig:
 
 def _editable(model: nn.Module, with_bn: bool) -> list[tuple[str, nn.Module]]:
     kinds = _WEIGHTED + (_BN if with_bn else ())
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, kinds) and isinstance(getattr(m, "weight", None), torch.Tensor)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and _has_weight(m)]
+
+
+def _has_weight(module: nn.Module) -> bool:
+    """Whether ``module`` owns its ``weight`` as a parameter: a computed one (weight norm, parametrizations) is
+    rebuilt at every forward pass, so scaling it in place would silently edit nothing."""
+    return "weight" in dict(module.named_parameters(recurse=False))
 
 
 def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -> list[str]:
@@ -136,8 +141,8 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -
         for name in names:
             if name not in modules:
                 raise LookupError(name)
-            if not isinstance(getattr(modules[name], "weight", None), torch.Tensor):
-                raise ValueError(f"layer {name!r} ({type(modules[name]).__name__}) has no weight to edit")
+            if not _has_weight(modules[name]):
+                raise ValueError(f"layer {name!r} ({type(modules[name]).__name__}) has no weight parameter to edit")
         return names
     if selection in ("params", "params+bn"):
         layers = _editable(model, with_bn=selection == "params+bn")
@@ -206,6 +211,9 @@ def _mean_activations(model: nn.Module, layers: list[str], images: torch.Tensor,
                                  f"width): {err}; pass images with the channel count and size the model was "
                                  "trained on") from err
     for name, trace in traces.items():
+        if trace.count == 0:
+            raise ValueError(f"layer {name!r} is in L but the forward pass never called it (an unused head?); "
+                             "choose the layers by name (EditConfig(layers=...))")
         if not trace.record.finite:
             raise ValueError(f"layer {name!r} produced NaN or Inf activations on D_U; the model or inputs are broken")
     return {name: trace.mean for name, trace in traces.items()}
@@ -252,6 +260,8 @@ def _pool(act: torch.Tensor, weight: torch.Tensor, pooling: str, activation: str
     if pooling == "flat":
         flat = F.adaptive_avg_pool1d(act.reshape(1, 1, -1), weight.numel())
         return flat.reshape(weight.shape)
+    if isinstance(module, nn.Linear) and act.ndim > 1:
+        act = act.movedim(-1, 0)   # a Linear on [N, ..., F] (tokens, channels-last blocks): features are the last axis
     if isinstance(module, _BN):
         vec = act.reshape(act.shape[0], -1).mean(dim=1) if act.ndim > 1 else act
         return F.adaptive_avg_pool1d(vec.reshape(1, 1, -1), weight.shape[0]).reshape(weight.shape)

@@ -493,3 +493,53 @@ def test_copy_keeps_mixed_modes():
     edited = edit_model(net, images(), trigger=white_corner)
     assert fingerprint(net) == before
     assert [m.training for m in edited.modules()] == [m.training for m in net.modules()]
+
+
+# --- models outside the built-ins: channels-last Linear layers, computed weights, layers the forward never calls ---
+
+class _ChannelsLast(nn.Module):
+    """A ConvNeXt-style block: a Linear applied to [N, H, W, C] (features on the last axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 6, 3, padding=1)
+        self.mlp = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mlp(self.stem(x).permute(0, 2, 3, 1))          # [N, H, W, 6]
+        return self.head(h.mean(dim=(1, 2)))
+
+
+def test_linear_on_channels_last_input_is_pooled_per_feature():
+    torch.manual_seed(0)
+    net, x = _ChannelsLast().eval(), torch.rand(4, 1, 8, 8, generator=generator(0))
+    config = EditConfig(layers=("mlp",))
+    extraction = edit_mod.extract(net, x, config=config)
+    factor = compute_factors(extraction, config)["mlp"].factor
+    # the factor of output unit j must come from feature j's mean activation (Eq. 2-4), not from image rows
+    expected = compute_factors(replace(extraction, activations={"mlp": extraction.activations["mlp"].mean(dim=(0, 1))}),
+                               config)["mlp"].factor
+    assert factor.shape == (6, 1)
+    assert torch.allclose(factor, expected)
+
+
+def test_computed_weights_are_not_editable():
+    net = nn.Sequential(nn.Flatten(), nn.utils.parametrizations.weight_norm(nn.Linear(16, 8)), nn.ReLU(),
+                        nn.Linear(8, 3))
+    assert "1" not in select_layers(net, "params") + select_layers(net, "modules")
+    with pytest.raises(ValueError, match="no weight parameter"):
+        select_layers(net, ("1",))
+
+
+def test_a_layer_the_forward_never_calls_is_named():
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.aux = nn.Linear(16, 3), nn.Linear(16, 400)
+
+        def forward(self, x):
+            return self.body(x.flatten(1))
+
+    with pytest.raises(ValueError, match="'aux'.*never called"):
+        edit_model(Unused(), torch.rand(4, 1, 4, 4), config=EditConfig(layers=("aux",)))
