@@ -100,7 +100,8 @@ def test_width_keeps_the_topology(name):
         if isinstance(a, nn.BatchNorm2d):
             assert b.num_features == scaled_channels(a.num_features, 0.5), key
     head = [m for m in narrow.values() if isinstance(m, nn.Linear)][-1]
-    assert head.out_features == 10 and next(iter(m for m in narrow.values() if isinstance(m, nn.Conv2d))).in_channels == 3
+    stem = next(m for m in narrow.values() if isinstance(m, nn.Conv2d))
+    assert head.out_features == 10 and stem.in_channels == 3
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -151,3 +152,20 @@ def test_bad_arguments(kwargs):
     args = dict(num_classes=10, channels=3, size=32) | kwargs
     with pytest.raises(ValueError):
         build_model("cnn", **args)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_edit_runs_on_every_architecture(name):
+    """The plumbing check chapter 6 used to show: BDK and ¬BDK edits of each (narrow, untrained) architecture change
+    the copy's weights, keep its outputs finite and leave the caller's model bitwise unchanged."""
+    from actedit.triggers import make_trigger
+
+    model = built(name, 3, 32, 0.25)
+    before = {k: t.clone() for k, t in model.state_dict().items()}
+    x = torch.rand(4, 3, 32, 32)
+    for trigger in (make_trigger("white", channels=3, size=32), None):
+        edited = edit_model(model, x, trigger=trigger)
+        assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), edited.parameters()))
+        with torch.no_grad():
+            assert torch.isfinite(edited.eval()(x)).all()
+    assert all(torch.equal(before[k], t) for k, t in model.state_dict().items())
