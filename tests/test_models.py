@@ -169,3 +169,14 @@ def test_edit_runs_on_every_architecture(name):
         with torch.no_grad():
             assert torch.isfinite(edited.eval()(x)).all()
     assert all(torch.equal(before[k], t) for k, t in model.state_dict().items())
+
+
+def test_victim_spec_width_leaves_full_width_cache_keys_alone():
+    """VictimSpec.width enters the cache key only when it is not 1.0, so victims cached before the field existed
+    keep their keys; a narrow victim gets keys of its own."""
+    from actedit.experiments import VictimSpec, _key
+
+    for role in ("victim", "retrained"):
+        assert "width" not in _key(VictimSpec(), role)
+        assert _key(VictimSpec(width=0.5), role)["width"] == 0.5
+        assert _key(VictimSpec(width=0.5), role) != _key(VictimSpec(), role)
