@@ -211,7 +211,10 @@ def build_model(name: str, *, num_classes: int, channels: int, size: int, width:
         channels: input channels (1 for MNIST-like data, 3 for colour).
         size: input height = width in pixels (decides the stem).
         width: channel multiplier, 1.0 = the architecture as published (the paper's). Every hidden channel count
-            ``c`` becomes :func:`scaled_channels` ``(c, width)``; the module tree and its names stay the same.
+            ``c`` becomes :func:`scaled_channels` ``(c, width)``; the module tree and its names stay the same. The
+            edit's layer list L (:func:`actedit.edit.select_layers`) names the same layers as at full width down to
+            0.125 (ResNet18, EfficientNetV2-S), 0.25 (VGG16, small CNN) and 0.5 (MobileNetV3-small, whose depthwise
+            weights grow with the width rather than its square); ``tests/test_models.py`` checks these.
 
     >>> build_model("cnn", num_classes=10, channels=1, size=28)(torch.zeros(1, 1, 28, 28)).shape
     torch.Size([1, 10])
