@@ -72,6 +72,7 @@ class VictimSpec:
     unseen: int = 5000               # size of the D_U pool held out of the training split
     train_limit: int | None = None   # truncate D_T (quick runs)
     test_limit: int | None = None
+    width: float = 1.0               # channel multiplier of the architecture (actedit.models.build_model)
 
     def with_(self, **changes) -> "VictimSpec":
         return replace(self, **changes)
@@ -185,6 +186,8 @@ def triggers_for(spec: VictimSpec, splits: Splits, *, cache: Cache | None = None
 def _key(spec: VictimSpec, role: str, device: str) -> dict:
     # the device type: CPU- and GPU-trained weights differ (kernels, reduction order), so they are other entries
     key = {"role": role, **asdict(spec), "device": torch.device(device).type}
+    if spec.width == 1.0:  # the published width: keys (and cached models) of specs from before the field stay valid
+        del key["width"]
     if role == "retrained":
         # R sees only D_C, which depends on which indices were poisoned (ρ, seed, clean-label), not on the trigger
         key.update(trigger=None, alpha=None, rate=spec.poison_rate, clean_label=spec.trigger == "narcissus")
@@ -229,14 +232,16 @@ def _trained(spec: VictimSpec, role: str, images: torch.Tensor, labels: torch.Te
              cache: Cache, device: str, progress: bool) -> nn.Module:
     def build() -> tuple[dict, dict]:
         set_seed(spec.seed)
-        model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size)
+        model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size,
+                            width=spec.width)
         history = fit(model, images, labels, config=spec.train_config(), device=device, progress=progress,
                       desc=f"{role} {spec.dataset}/{spec.model}/{spec.trigger}")
         model.eval()
         return model.state_dict(), {"loss": history.loss, "seconds": history.seconds}
 
     state, meta = cache.get_or_build("models", _key(spec, role, device), build)
-    model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size)
+    model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size,
+                        width=spec.width)
     model.load_state_dict(state)
     model.to(device).eval()
     return model
