@@ -9,7 +9,8 @@ The public API::
     actedit.evaluate(fixed, test_x, test_y, trigger=trigger, target=2)    # {"asr", "acc", "ctca", ...}
 
 Modules, one per paper concept: data, triggers, narcissus, poisoning, models, training, capture, edit, repair,
-baselines, metrics, experiments, cache, paper, report, timing, efficiency, widgets, detect, io, cli.
+baselines, metrics, experiments (victims, the method registry, the runner), session, cache, paper, report, params, timing,
+efficiency, widgets, detect, io, cli.
 """
 __version__ = "0.1.0"
 

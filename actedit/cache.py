@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 _PACKAGE = Path(__file__).resolve().parent
 
 _TRAINING = ("data", "triggers", "narcissus", "poisoning", "models", "training", "seeding", "cache",
-             "experiments.VictimSpec", "experiments.load_splits", "experiments.triggers_for", "experiments._key",
+             "experiments.VictimSpec", "experiments.load_splits", "experiments.triggers_for", "experiments.model_key",
              "experiments.get_victim", "experiments.get_retrained", "experiments._trained")
 
 #: The code each kind of entry depends on (see the module docstring): ``"name"`` is the module ``actedit/name.py``
@@ -153,6 +154,23 @@ def state_digest(state: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _new_file_mode(path: Path) -> int:
+    """The permissions ``open(path, "w")`` leaves: the existing file's, else ``0o666`` less the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        pass
+    try:   # Linux tells the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Write ``path`` whole or not at all: yields a fresh temporary path beside it to write to.
@@ -174,6 +192,7 @@ def atomic_write(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Pat
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _new_file_mode(path))     # mkstemp gives 0600; a plain open(path, "w") would not
         if fsync:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .detect import DetectConfig, THRESHOLD_RATIONALE, detect
 from .capture import TraceDict
-from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, apply_factors, compute_factors, extract, select_layers
+from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, edit_model, select_layers
 from .io import (ImageData, LoadedModel, ModelSpecError, atomic_path, detect_format, format_for_suffix, image_sizes,
                  load_images, load_model, load_patch, parse_model_spec, save_weights)
 from .metrics import evaluate, predict
@@ -391,8 +391,10 @@ def _edit_layers(args: argparse.Namespace, model: torch.nn.Module) -> list[str]:
     except ValueError as err:
         raise ValueError(f"--model {args.model}: the model has no conv or linear layer (torch.nn Conv1d/2d/3d or "
                          "Linear) whose weight the edit could scale (Eq. 5)") from err
-    modules = dict(model.named_modules())
-    computed = [n for n in layers if "weight" not in dict(modules[n].named_parameters(recurse=False))]
+    # L leaves computed weights out (scaling them would not last); a model that has them is refused, not half-edited
+    computed = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))
+                and isinstance(getattr(m, "weight", None), torch.Tensor)
+                and "weight" not in dict(m.named_parameters(recurse=False))]
     if computed:
         raise ValueError(f"--model {args.model}: the weights of {', '.join(computed[:4])} are computed (weight norm "
                          "or another parametrization), so scaling them would not last; remove the "
@@ -536,14 +538,11 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
         config = EditConfig(gamma=args.gamma, lam=args.lam, alpha=args.alpha, beta=args.beta, bn=args.bn,
                             layers=inputs.layers, batch_size=args.batch_size, device=args.device)
-        with timed(args.device) as t:   # the steps of edit_model, kept apart to report the factors (Eq. 2-4)
-            extraction = extract(model, data.images, trigger=trigger, config=config)
-            factors = compute_factors(extraction, config)
-            edited = apply_factors(extraction, factors, copy_model=False).eval()
+        with timed(args.device) as t:
+            edited, factors = edit_model(model, data.images, trigger=trigger, config=config, return_factors=True)
+            edited.eval()
         timings["edit_s"] = t.seconds
-        bad = [n for n, p in edited.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise ValueError(f"the edit produced non-finite weights in {', '.join(bad)}; check the images and --lam")
+        bn_mode, layers = config.bn_mode(trigger is not None), list(factors)
         bar.update()
         if args.repair:
             with timed(args.device) as t:
@@ -558,7 +557,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
             timings["evaluate_after_s"] = t.seconds
         bar.update()
         mode = "BDK" if trigger is not None else "¬BDK"
-        settings = {"mode": mode, "edit": asdict(config), "bn_mode": extraction.bn_mode, "layers": extraction.layers,
+        settings = {"mode": mode, "edit": asdict(config), "bn_mode": bn_mode, "layers": layers,
                     "repair": {"lr": args.lr, "epochs": args.repair_epochs} if args.repair else None,
                     "trigger": _trigger_info(args, trigger), "target": target}
         with timed() as t:
@@ -568,8 +567,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
         bar.update()
     timings["total_s"] = total.seconds
 
-    _out(f"edit      {mode} on {len(data)} images, {len(extraction.layers)} layers "
-         f"(γ {args.gamma}, λ {args.lam}, α {args.alpha}, β {args.beta}, BN {extraction.bn_mode})"
+    _out(f"edit      {mode} on {len(data)} images, {len(layers)} layers "
+         f"(γ {args.gamma}, λ {args.lam}, α {args.alpha}, β {args.beta}, BN {bn_mode})"
          + (f", repaired {args.repair_epochs} epoch(s) at lr {args.lr}" if args.repair else ""))
     if metrics:
         where = "the edit images" if not args.eval_images else args.eval_images

@@ -17,10 +17,8 @@ readings and the chapter "Reading the method" picks the defaults with evidence.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -29,11 +27,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .capture import TraceDict
-from .training import copy_modes
+from .training import preserved_modes
 from .validation import check_images, check_trigger_output, check_trigger
 
 __all__ = ["EditConfig", "Extraction", "LayerFactor", "select_layers", "extract", "compute_factors",
-           "apply_factors", "edit_model", "clone_model", "BN_MODES", "LAYER_SELECTIONS", "POOLINGS", "ACTIVATIONS"]
+           "apply_factors", "edit_model", "set_bn_mode", "BN_MODES", "LAYER_SELECTIONS", "POOLINGS", "ACTIVATIONS"]
 log = logging.getLogger(__name__)
 
 Trigger = Callable[[torch.Tensor], torch.Tensor]
@@ -114,8 +112,13 @@ class EditConfig:
 
 def _editable(model: nn.Module, with_bn: bool) -> list[tuple[str, nn.Module]]:
     kinds = _WEIGHTED + (_BN if with_bn else ())
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, kinds) and isinstance(getattr(m, "weight", None), torch.Tensor)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and _has_weight(m)]
+
+
+def _has_weight(module: nn.Module) -> bool:
+    """Whether ``module`` owns its ``weight`` as a parameter: a computed one (weight norm, parametrizations) is
+    rebuilt at every forward pass, so scaling it in place would silently edit nothing."""
+    return "weight" in dict(module.named_parameters(recurse=False))
 
 
 def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -> list[str]:
@@ -138,8 +141,8 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -
         for name in names:
             if name not in modules:
                 raise LookupError(name)
-            if not isinstance(getattr(modules[name], "weight", None), torch.Tensor):
-                raise ValueError(f"layer {name!r} ({type(modules[name]).__name__}) has no weight to edit")
+            if not _has_weight(modules[name]):
+                raise ValueError(f"layer {name!r} ({type(modules[name]).__name__}) has no weight parameter to edit")
         return names
     if selection in ("params", "params+bn"):
         layers = _editable(model, with_bn=selection == "params+bn")
@@ -166,86 +169,6 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -
     return result
 
 
-_ATOMS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
-
-
-def _plain(value: object) -> bool:
-    """Immutable and tensor-free (shared, not copied, by :func:`clone_model`): numbers, strings, tuples of them."""
-    return isinstance(value, _ATOMS) or (type(value) is tuple and all(_plain(v) for v in value))
-
-
-def _plain_tensor(t: torch.Tensor) -> bool:
-    """A dense leaf tensor that owns all of its storage and carries no Python attributes: ``clone`` copies it
-    exactly as ``deepcopy`` would."""
-    return (type(t) in (torch.Tensor, nn.Parameter) and t.layout == torch.strided and not t.is_quantized
-            and t.is_leaf and not t.__dict__ and t.storage_offset() == 0
-            and t.untyped_storage().nbytes() == t.numel() * t.element_size())
-
-
-class _NeedsDeepcopy(Exception):
-    """Raised inside :func:`clone_model` when a module or tensor is not one its fast path copies exactly."""
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy(model)``, without most of its Python overhead for ordinary module trees.
-
-    ``deepcopy`` rebuilds every module through ``__reduce_ex__`` and deep-copies each of its dozen (mostly empty)
-    hook dictionaries and every tuple attribute; for a small CNN that costs as much as a forward pass over a few
-    images. Here each module gets a new ``__dict__`` in which immutable values are shared, empty containers are
-    recreated, parameters and buffers are cloned (``requires_grad`` and memory format kept) and anything else is
-    deep-copied with one shared memo — so tied weights stay tied and shared submodules stay shared. Models this
-    does not cover exactly (custom ``__deepcopy__``/``__getstate__``, parametrizations, tensor subclasses, views,
-    tensors sharing storage) are handed to ``copy.deepcopy`` whole.
-
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    >>> twin = clone_model(net)
-    >>> twin[0].weight is not net[0].weight and torch.equal(twin[0].weight, net[0].weight)
-    True
-    """
-    try:
-        return _clone(model, {}, {})
-    except _NeedsDeepcopy:
-        return copy.deepcopy(model)
-
-
-def _clone_tensor(t: torch.Tensor, memo: dict, storages: dict) -> torch.Tensor:
-    if id(t) not in memo:
-        if not _plain_tensor(t):
-            raise _NeedsDeepcopy
-        if t.numel() and storages.setdefault(t.untyped_storage().data_ptr(), id(t)) != id(t):
-            raise _NeedsDeepcopy  # two tensors share storage: only deepcopy keeps them sharing it
-        data = t.detach().clone(memory_format=torch.preserve_format)
-        memo[id(t)] = (nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter
-                       else data.requires_grad_(t.requires_grad))
-    return memo[id(t)]
-
-
-def _clone(module: nn.Module, memo: dict, storages: dict) -> nn.Module:
-    if id(module) in memo:
-        return memo[id(module)]
-    cls = type(module)
-    if (getattr(cls, "__deepcopy__", None) is not None or cls.__reduce_ex__ is not object.__reduce_ex__
-            or cls.__reduce__ is not object.__reduce__ or cls.__getstate__ is not nn.Module.__getstate__):
-        raise _NeedsDeepcopy
-    twin = cls.__new__(cls)
-    memo[id(module)] = twin
-    state = {}
-    for key, value in module.__dict__.items():
-        if key in ("_parameters", "_buffers"):
-            state[key] = type(value)((k, None if v is None else _clone_tensor(v, memo, storages))
-                                     for k, v in value.items())
-        elif key == "_modules":
-            state[key] = type(value)((k, None if v is None else _clone(v, memo, storages)) for k, v in value.items())
-        elif _plain(value):
-            state[key] = value
-        elif type(value) in (dict, OrderedDict, set) and not value:
-            state[key] = type(value)()
-        else:
-            state[key] = copy.deepcopy(value, memo)
-    twin.__setstate__(state)  # as deepcopy does (Conv2d's fills in attributes of old pickles)
-    return twin
-
-
 @dataclass
 class Extraction:
     """Result of step ① and Eq. 7: the working copy of the model (with BN statistics as extraction left them),
@@ -259,7 +182,8 @@ class Extraction:
     num_images: int
 
 
-def _set_bn_mode(model: nn.Module, mode: str) -> None:
+def set_bn_mode(model: nn.Module, mode: str) -> None:
+    """Eval mode, with BatchNorm layers in train mode (moving averages updated) when ``mode == "update"``."""
     model.eval()
     if mode == "update":
         for m in model.modules():
@@ -287,6 +211,9 @@ def _mean_activations(model: nn.Module, layers: list[str], images: torch.Tensor,
                                  f"width): {err}; pass images with the channel count and size the model was "
                                  "trained on") from err
     for name, trace in traces.items():
+        if trace.count == 0:
+            raise ValueError(f"layer {name!r} is in L but the forward pass never called it (an unused head?); "
+                             "choose the layers by name (EditConfig(layers=...))")
         if not trace.record.finite:
             raise ValueError(f"layer {name!r} produced NaN or Inf activations on D_U; the model or inputs are broken")
     return {name: trace.mean for name, trace in traces.items()}
@@ -309,22 +236,19 @@ def extract(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | None =
     bdk = trigger is not None
     layers = select_layers(model, config.layers)
     mode = config.bn_mode(bdk)
-    work = clone_model(model)
-    target = torch.device(config.device)
-    if any(t.device != target for t in itertools.chain(work.parameters(), work.buffers())):
-        work = work.to(target)  # a walk over every module: skipped when the copy is already where it must be
-    _set_bn_mode(work, mode)
+    work = copy.deepcopy(model).to(config.device)   # the copy keeps the caller's train/eval flags
     acts: dict[str, torch.Tensor] = {n: 0.0 for n in layers}  # type: ignore[misc]
-    if config.alpha != 0 and bdk:
-        clean = _mean_activations(work, layers, images, None, config)
-        acts = {n: config.alpha * clean[n] for n in layers}
-    if config.beta != 0 or not bdk:
-        poisoned = _mean_activations(work, layers, images, trigger, config)
-        # ¬BDK: the "poisoned" D_U is the clean D_U (δ = 0), so A = (α + β)·A_clean
-        weight = config.beta if bdk else config.alpha + config.beta
-        acts = {n: acts[n] + weight * poisoned[n] for n in layers}
+    with preserved_modes(work):
+        set_bn_mode(work, mode)
+        if config.alpha != 0 and bdk:
+            clean = _mean_activations(work, layers, images, None, config)
+            acts = {n: config.alpha * clean[n] for n in layers}
+        if config.beta != 0 or not bdk:
+            poisoned = _mean_activations(work, layers, images, trigger, config)
+            # ¬BDK: the "poisoned" D_U is the clean D_U (δ = 0), so A = (α + β)·A_clean
+            weight = config.beta if bdk else config.alpha + config.beta
+            acts = {n: acts[n] + weight * poisoned[n] for n in layers}
     acts = {n: (a if isinstance(a, torch.Tensor) else torch.zeros(())) for n, a in acts.items()}
-    copy_modes(model, work)
     return Extraction(work, layers, acts, mode, bdk, images.shape[0])
 
 
@@ -336,6 +260,8 @@ def _pool(act: torch.Tensor, weight: torch.Tensor, pooling: str, activation: str
     if pooling == "flat":
         flat = F.adaptive_avg_pool1d(act.reshape(1, 1, -1), weight.numel())
         return flat.reshape(weight.shape)
+    if isinstance(module, nn.Linear) and act.ndim > 1:
+        act = act.movedim(-1, 0)   # a Linear on [N, ..., F] (tokens, channels-last blocks): features are the last axis
     if isinstance(module, _BN):
         vec = act.reshape(act.shape[0], -1).mean(dim=1) if act.ndim > 1 else act
         return F.adaptive_avg_pool1d(vec.reshape(1, 1, -1), weight.shape[0]).reshape(weight.shape)
@@ -399,7 +325,7 @@ def compute_factors(extraction: Extraction, config: EditConfig | None = None) ->
 @torch.no_grad()
 def apply_factors(extraction: Extraction, factors: dict[str, LayerFactor], *, copy_model: bool = True) -> nn.Module:
     """Step ④, Eq. 5: ``θ_l ← θ_l · A_l`` for every layer in L, on a copy of the extraction's model."""
-    model = clone_model(extraction.model) if copy_model else extraction.model
+    model = copy.deepcopy(extraction.model) if copy_model else extraction.model
     modules = dict(model.named_modules())
     for name, lf in factors.items():
         weight = modules[name].weight
@@ -408,12 +334,14 @@ def apply_factors(extraction: Extraction, factors: dict[str, LayerFactor], *, co
 
 
 def edit_model(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | None = None,
-               config: EditConfig | None = None) -> nn.Module:
+               config: EditConfig | None = None, return_factors: bool = False
+               ) -> nn.Module | tuple[nn.Module, dict[str, LayerFactor]]:
     """Unlearn a backdoor by activation-guided editing (Fig. 3); BDK when ``trigger`` is given, else ¬BDK.
 
     Invariant: returns an edited copy; the caller's ``model`` (parameters, buffers, train/eval mode) is left
     exactly as it was. The copy keeps the caller's train/eval mode; under ``bn="update"`` its BN running statistics
-    are the ones extraction left (§3.2).
+    are the ones extraction left (§3.2). With ``return_factors=True`` the result is ``(model, factors)``: the
+    factor A_l of every edited layer (:class:`LayerFactor`, Eq. 2–4), e.g. for a report of the edit.
 
     Arguments:
         model: the (possibly backdoored) classifier f_θ.
@@ -436,4 +364,4 @@ def edit_model(model: nn.Module, images: torch.Tensor, *, trigger: Trigger | Non
         low, high = modules[name].weight.detach().aminmax()
         if not (torch.isfinite(low) and torch.isfinite(high)):
             raise ValueError(f"the edit produced non-finite weights in {name!r}; check eps and the activations")
-    return edited
+    return (edited, factors) if return_factors else edited

@@ -1,29 +1,55 @@
-"""Cached victims and retrained references: what every chapter of the book starts from.
+"""Running experiments: cached victims, every unlearning method in one registry, one runner, one evaluation.
 
-Offers :class:`VictimSpec`, :class:`Victim`, :func:`get_victim` and :func:`get_retrained`. A victim is the model
-trained on the poisoned D_T (§3: D = D_C ∪ D_B); the retrained model R is trained the same way on D_C alone and is
-the reference of Score (Eq. 6). Both are cached on disk (:mod:`actedit.cache`) keyed by the full specification.
+Offers
+
+- victims: :class:`VictimSpec`, :class:`Victim` (with :meth:`Victim.evaluate`), :func:`get_victim`,
+  :func:`get_retrained`, :func:`eval_index` (the one evaluation subset of D_V), :func:`draw_unseen` (a seeded
+  draw of D_U);
+- methods: :class:`Method`, :data:`METHODS` (the edit, the edit + repair and the four baselines of §4.1),
+  :func:`run_method`, :func:`victim_configs`, :func:`with_epochs`;
+- runners: :func:`run_comparison` (every method on one victim, scored by Eq. 6; Tables 3, 4, 6, 7, 10, timing an
+  option of it, :class:`Timing`) and :func:`run_edit_grid` (the edit and repair over sample counts and seeds;
+  Tables 1, 2, 5, 8, 9). The γ × λ sweep of Fig. 4 and the explorer re-edit one victim many times:
+  :class:`actedit.session.EditSession`.
+
+A victim is the model trained on the poisoned D_T (§3: D = D_C ∪ D_B); the retrained model R is trained the same
+way on D_C alone and is the reference of Score (Eq. 6). Both are cached on disk (:mod:`actedit.cache`) keyed by
+the full specification::
+
+    victim, reference = victim_and_reference(VictimSpec())
+    rows = run_comparison(victim, reference, n_eval=1000)       # one row per method, Score against R
+    unlearned = run_method("NAD", victim.model, *victim.unseen(5000))
 """
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 
-from .cache import Cache
+from .baselines import ActFTConfig, BaEraserConfig, BasicFTConfig, NADConfig, act_ft, ba_eraser, basic_ft, nad
+from .cache import Cache, state_digest
 from .data import Splits, load_dataset
-from .metrics import evaluate
+from .edit import EditConfig, edit_model
+from .efficiency import time_call
+from .metrics import evaluate, score
 from .models import build_model
+from .paper import TABLE_METHODS
 from .poisoning import PoisonConfig, Poisoned, poison
-from .seeding import set_seed
+from .repair import RepairConfig, repair
+from .seeding import generator, set_seed
 from .training import TrainConfig, fit
 from .triggers import TRIGGER_DEFAULTS, make_trigger
 
-__all__ = ["VictimSpec", "Victim", "get_victim", "get_retrained", "load_splits", "victim_and_reference", "triggers_for"]
+__all__ = ["VictimSpec", "Victim", "model_key", "get_victim", "get_retrained", "load_splits", "victim_and_reference",
+           "triggers_for", "eval_index", "draw_unseen", "Method", "METHODS", "EditRepairConfig", "run_method",
+           "victim_configs", "with_epochs", "Timing", "run_comparison", "run_edit_grid"]
 log = logging.getLogger(__name__)
 
 
@@ -46,9 +72,21 @@ class VictimSpec:
     unseen: int = 5000               # size of the D_U pool held out of the training split
     train_limit: int | None = None   # truncate D_T (quick runs)
     test_limit: int | None = None
+    width: float = 1.0               # channel multiplier of the architecture (actedit.models.build_model)
 
     def with_(self, **changes) -> "VictimSpec":
         return replace(self, **changes)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], /, **changes) -> "VictimSpec":
+        """The spec a chapter's parameters describe: every field of this class found in ``params`` (e.g. the dict
+        :func:`actedit.params.check_params` returns) and not None, then ``changes`` (the loop's trigger, seed …).
+
+        >>> VictimSpec.from_params({"dataset": "mnist", "epochs": None, "seeds": [0, 1]}, seed=1).seed
+        1
+        """
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names and v is not None}, **changes)
 
     @property
     def poison_rate(self) -> float:
@@ -76,9 +114,11 @@ class Victim:
     poisoned: Poisoned
     meta: dict = field(default_factory=dict)
 
-    def evaluate(self, model: nn.Module | None = None, *, device: str = "cpu") -> dict:
-        """ASR/ACC/CTCA (percent) of ``model`` (default: the victim) on D_V with the verification trigger."""
-        test = self.splits.test
+    def evaluate(self, model: nn.Module | None = None, n_eval: int | None = None, *,
+                 device: str | torch.device = "cpu") -> dict:
+        """ASR/ACC/CTCA (percent, and ``per_class``) of ``model`` (default: the victim) on D_V with the verification
+        trigger; ``n_eval``: on the fixed subset :func:`eval_index` of that many images (None: all of D_V)."""
+        test = self.splits.test.subset(eval_index(len(self.splits.test), n_eval))
         return evaluate(model if model is not None else self.model, test.images, test.labels,
                         trigger=self.verify_trigger, target=self.spec.target, top_k=self.splits.top_k,
                         num_classes=self.splits.num_classes, device=device)
@@ -89,6 +129,32 @@ class Victim:
             raise ValueError(f"asked for {n} D_U images but the pool holds {len(self.splits.unseen)}")
         part = self.splits.unseen.subset(slice(0, n))
         return part.images, part.labels
+
+
+def eval_index(total: int, n_eval: int | None) -> torch.Tensor | slice:
+    """The evaluation subset of a D_V of ``total`` images: ``n_eval`` indices drawn with seed 0, sorted — the same
+    images for every model, victim and seed of a dataset; ``slice(None)`` (all) for ``None`` or ``n_eval ≥ total``.
+
+    >>> eval_index(10, None), eval_index(10, 3).tolist() == eval_index(10, 3).tolist()
+    (slice(None, None, None), True)
+    """
+    if n_eval is not None and (isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 1):
+        raise ValueError(f"n_eval must be a positive int or None (all of D_V), got {n_eval!r}")
+    if n_eval is None or n_eval >= total:
+        return slice(None)
+    return torch.randperm(total, generator=generator(0))[:n_eval].sort().values
+
+
+def draw_unseen(pool_images: torch.Tensor, pool_labels: torch.Tensor, n: int, seed: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` images of the D_U pool drawn without replacement with ``seed`` (``[n, C, H, W]``, ``[n]``); the first
+    ``n`` of a larger draw with the same seed (a prefix of one seeded permutation)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if n > len(pool_images):
+        raise ValueError(f"asked for {n} D_U images but the pool holds {len(pool_images)}; lower n or enlarge unseen")
+    index = torch.randperm(len(pool_images), generator=generator(seed))[:n]
+    return pool_images[index], pool_labels[index]
 
 
 @lru_cache(maxsize=4)
@@ -117,9 +183,13 @@ def triggers_for(spec: VictimSpec, splits: Splits, *, cache: Cache | None = None
     return trig, trig.magnified(3)
 
 
-def _key(spec: VictimSpec, role: str, device: str) -> dict:
+def model_key(spec: VictimSpec, role: str, device: str) -> dict:
+    """The cache key (kind ``"models"``) of the ``role`` model (``"victim"`` or ``"retrained"``) of ``spec`` trained on
+    ``device``: two specs with equal keys share one trained model."""
     # the device type: CPU- and GPU-trained weights differ (kernels, reduction order), so they are other entries
     key = {"role": role, **asdict(spec), "device": torch.device(device).type}
+    if spec.width == 1.0:  # the published width: keys (and cached models) of specs from before the field stay valid
+        del key["width"]
     if role == "retrained":
         # R sees only D_C, which depends on which indices were poisoned (ρ, seed, clean-label), not on the trigger
         key.update(trigger=None, alpha=None, rate=spec.poison_rate, clean_label=spec.trigger == "narcissus")
@@ -137,7 +207,7 @@ def get_victim(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache: C
     poisoned = poison(splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                       clean_label=spec.trigger == "narcissus", seed=spec.seed))
     model = _trained(spec, "victim", poisoned.train.images, poisoned.train.labels, splits, cache, device, progress)
-    state_meta = cache.load("models", _key(spec, "victim", device))
+    state_meta = cache.load("models", model_key(spec, "victim", device))
     meta = state_meta[1] if state_meta else {}
     return Victim(spec, model, splits, trig, verify, poisoned, meta)
 
@@ -164,14 +234,267 @@ def _trained(spec: VictimSpec, role: str, images: torch.Tensor, labels: torch.Te
              cache: Cache, device: str, progress: bool) -> nn.Module:
     def build() -> tuple[dict, dict]:
         set_seed(spec.seed)
-        model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size)
+        model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size,
+                            width=spec.width)
         history = fit(model, images, labels, config=spec.train_config(), device=device, progress=progress,
                       desc=f"{role} {spec.dataset}/{spec.model}/{spec.trigger}")
         model.eval()
         return model.state_dict(), {"loss": history.loss, "seconds": history.seconds}
 
-    state, meta = cache.get_or_build("models", _key(spec, role, device), build)
-    model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size)
+    state, meta = cache.get_or_build("models", model_key(spec, role, device), build)
+    model = build_model(spec.model, num_classes=splits.num_classes, channels=splits.channels, size=splits.size,
+                        width=spec.width)
     model.load_state_dict(state)
     model.to(device).eval()
     return model
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The methods: one registry for the edit and every baseline
+
+RunFn = Callable[..., nn.Module]   # run(model, images, labels, *, trigger, config, device) -> a new model
+
+
+@dataclass(frozen=True)
+class EditRepairConfig:
+    """The edit followed by repair (§3.1; the "+repair" rows of Tables 6-8), timed together as in the paper."""
+
+    edit: EditConfig = field(default_factory=EditConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)   # Table 8's lr 1e-2, one epoch
+
+
+def _ours(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger=None,
+          config: EditConfig | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    return edit_model(model, images, trigger=trigger, config=config or EditConfig(device=str(device)))
+
+
+def _ours_repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger=None,
+                 config: EditRepairConfig | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    config = config or EditRepairConfig(edit=EditConfig(device=str(device)))
+    edited = edit_model(model, images, trigger=trigger, config=config.edit)
+    return repair(edited, images, labels, trigger=trigger, config=config.repair, device=device)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One unlearning method: its name in the paper's tables, how to run it, its default config, and whether it
+    needs the trigger δ (True: BDK only; False: ¬BDK, δ is not passed; None: both — the edit with or without δ).
+
+    ``run(model, images, labels, *, trigger, config, device)`` returns a new model and leaves ``model`` unchanged.
+    """
+
+    name: str
+    run: RunFn
+    config: Any
+    needs_trigger: bool | None
+
+
+#: every method of the paper's comparisons, by name (the baselines of §4.1 with our reading of their settings)
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("ours", _ours, EditConfig(), None),
+    Method("ours +repair", _ours_repair, EditRepairConfig(), None),
+    Method("actFT", act_ft, ActFTConfig(), True),
+    Method("BaEraser", ba_eraser, BaEraserConfig(), True),
+    Method("basicFT", basic_ft, BasicFTConfig(), False),
+    Method("NAD", nad, NADConfig(), False),
+)}
+
+
+def _method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def run_method(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger=None,
+               config: Any = None, device: str | torch.device = "cpu", **extra) -> nn.Module:
+    """Unlearn with the method ``name`` of :data:`METHODS` on D_U (``images``, ``labels``); a new model.
+
+    ``trigger``: δ for BDK methods (required there); ¬BDK baselines never see it; the edit runs BDK with it and
+    ¬BDK without. ``config``: the method's config (None: its default, :attr:`Method.config`, with the edit on
+    ``device``). ``extra`` goes to the method (e.g. NAD's ``teacher=``).
+    """
+    method = _method(name)
+    if method.needs_trigger and trigger is None:
+        raise ValueError(f"{name} works with backdoor knowledge (BDK): pass trigger=, the known trigger δ")
+    return method.run(model, images, labels, trigger=None if method.needs_trigger is False else trigger,
+                      config=config, device=device, **extra)
+
+
+def victim_configs(victim: Victim) -> dict[str, Any]:
+    """The baselines' configs for ``victim``: basicFT repeats the victim's own recipe on D_U (without
+    augmentation); NAD's teacher is that basicFT and its student gets the victim's epochs, learning rate and batch
+    size; BaEraser unlearns the victim's y_t; actFT keeps its defaults (one gentle epoch, trigger × 3)."""
+    recipe = replace(victim.spec.train_config(), augment=False)
+    teacher = BasicFTConfig(train=recipe)
+    student = TrainConfig(epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size)
+    return {"actFT": ActFTConfig(), "BaEraser": BaEraserConfig(target=victim.spec.target), "basicFT": teacher,
+            "NAD": NADConfig(teacher=teacher, train=student)}
+
+
+def with_epochs(config: Any, epochs: int) -> Any:
+    """A baseline config with ``epochs`` passes in each schedule it holds (NAD: the student and its teacher) —
+    a reduced schedule, to be stated wherever it is used."""
+    changes: dict[str, Any] = {"train": replace(config.train, epochs=epochs)}
+    if isinstance(config, NADConfig):
+        changes["teacher"] = with_epochs(config.teacher, epochs)
+    return replace(config, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The one runner
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How :func:`run_comparison` times the edit, which takes milliseconds: ``warmup`` untimed runs on one batch
+    (one-off costs), then up to ``repeats`` timed runs, fewer once they add up to ``budget_s`` seconds; the median
+    counts. Methods that train take seconds to minutes and run once. Default: every method runs once."""
+
+    repeats: int = 1
+    warmup: int = 0
+    budget_s: float | None = None
+
+
+def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tuple[str, bool]] = TABLE_METHODS,
+                   n_ours: int = 512, n_baselines: int = 5000,
+                   unseen: tuple[torch.Tensor, torch.Tensor] | None = None, configs: Mapping[str, Any] | None = None,
+                   n_eval: int | None = None, timing: Timing = Timing(), device: str | torch.device = "cpu",
+                   cache: Cache | None = None) -> pd.DataFrame:
+    """Unlearn ``victim`` with each method and score it; one row per method plus a "victim" and a "retrained" row.
+
+    Arguments:
+        victim: a :class:`Victim`. D_U is the first images of its (seeded, shuffled) pool: ``n_ours`` for the
+            edit (§4.1: 512), ``n_baselines`` for the others, so the edit's images are among the baselines'.
+        reference: the retrained model R of the victim's specification (Eq. 6's ACC^R).
+        methods: ``(name, bdk)`` pairs of :data:`METHODS` names (default: the columns of Tables 3, 4, 10).
+        unseen: ``(images, labels)`` every method gets instead (Tables 6/7: one draw per sample count).
+        configs: per-method configs replacing the registry's and :func:`victim_configs`'s.
+        n_eval: evaluate on the fixed subset :func:`eval_index` of D_V; None: all of it.
+        timing: how the edit is timed (:class:`Timing`).
+        cache: where the baselines' trained weights are kept (:class:`actedit.cache.Cache`); None: nothing is
+            cached. An entry is keyed by the victim's specification and weights, the method, its config, a digest
+            of D_U and the device type, and records the training time of the run that made it (reported in
+            ``seconds`` on later hits). The edit is never cached: it is what the tables are about.
+
+    NAD reuses the basicFT model of the same run as its teacher when their configs agree (its ``seconds`` then
+    include the teacher's). Returns columns ``method, bdk, samples, asr, acc, ctca, score, seconds``: percent on
+    D_V with the verification trigger (:meth:`Victim.evaluate`), Score (Eq. 6; NaN for the reference rows "victim"
+    and "retrained", whose ``bdk`` is None) and wall seconds.
+    """
+    for name, bdk in methods:
+        method = _method(name)
+        if not isinstance(bdk, bool) or (method.needs_trigger is not None and method.needs_trigger != bdk):
+            raise ValueError(f"unknown method ({name!r}, {bdk!r}); valid: names of METHODS with the BDK setting "
+                             "they support, e.g. ('ours', True), ('NAD', False)")
+    configs = {**victim_configs(victim), **(configs or {})}
+    before = victim.evaluate(n_eval=n_eval, device=device)
+    ref = victim.evaluate(reference, n_eval=n_eval, device=device)
+    rows = [_row("victim", None, 0, before, math.nan, math.nan), _row("retrained", None, 0, ref, math.nan, math.nan)]
+    teacher: tuple[nn.Module, float] | None = None
+    for name, bdk in methods:
+        quick = name == "ours"
+        images, labels = unseen if unseen is not None else victim.unseen(n_ours if quick else n_baselines)
+        trigger = victim.trigger if bdk else None
+        config = configs.get(name)
+        reuse = name == "NAD" and teacher is not None and config.teacher == configs.get("basicFT")
+        extra = {"teacher": teacher[0]} if reuse else {}
+
+        def run(x: torch.Tensor = images, y: torch.Tensor = labels) -> nn.Module:
+            return run_method(name, victim.model, x, y, trigger=trigger, config=config, device=device, **extra)
+
+        if cache is not None and not name.startswith("ours"):
+            model, seconds = _cached(cache, victim, name, bdk, config, images, labels, device, run)
+        elif quick:
+            head = slice(0, EditConfig().batch_size)
+            model, stats = time_call(run, warmup=timing.warmup, repeats=timing.repeats, budget_s=timing.budget_s,
+                                     warmup_fn=lambda: run(images[head], labels[head]), device=device)
+            seconds = stats["seconds"]
+        else:
+            model, stats = time_call(run, warmup=0, repeats=1, device=device)
+            seconds = stats["seconds"]
+        if name == "basicFT":
+            teacher = (model, seconds)
+        metrics = victim.evaluate(model, n_eval=n_eval, device=device)
+        rows.append(_row(name, bdk, len(images), metrics, score(metrics["asr"], before["asr"], metrics["acc"],
+                                                                 ref["acc"]),
+                         seconds + (teacher[1] if reuse else 0.0)))
+        log.info("%s (%s): %s", name, "BDK" if bdk else "¬BDK",
+                 {k: round(rows[-1][k], 2) for k in ("asr", "acc", "ctca", "score")})
+    return pd.DataFrame(rows)
+
+
+def _cached(cache: Cache, victim: Victim, name: str, bdk: bool, config: Any, images: torch.Tensor,
+            labels: torch.Tensor, device: str | torch.device, run: Callable[[], nn.Module]) -> tuple[nn.Module, float]:
+    """``run()``'s model and training seconds, from ``cache`` when an identical run was made before."""
+    key = {"role": "unlearned", "victim": asdict(victim.spec), "weights": state_digest(victim.model.state_dict()),
+           "method": name, "bdk": bdk, "config": asdict(config), "samples": len(images),
+           "data": state_digest({"x": images, "y": labels}), "device": torch.device(device).type}
+    made: dict[str, Any] = {}
+
+    def build() -> tuple[dict, dict]:
+        made["model"], stats = time_call(run, warmup=0, repeats=1, device=device)
+        return made["model"].state_dict(), {"seconds": stats["seconds"]}
+
+    state, meta = cache.get_or_build("unlearned", key, build)
+    if "model" in made:
+        return made["model"], float(meta["seconds"])
+    model = copy.deepcopy(victim.model).to(device)  # the methods return a copy with the victim's modes
+    model.load_state_dict(state)
+    return model, float(meta["seconds"])
+
+
+def _row(method: str, bdk: bool | None, samples: int, metrics: Mapping[str, Any], value: float,
+         seconds: float) -> dict:
+    return {"method": method, "bdk": bdk, "samples": samples, "asr": metrics["asr"], "acc": metrics["acc"],
+            "ctca": metrics["ctca"], "score": value, "seconds": seconds}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The edit over sample counts and seeds (Tables 1, 2, 5, 8, 9); the γ × λ grid of Fig. 4 is actedit.session
+
+_METRICS = ("asr", "acc", "ctca")
+
+
+def run_edit_grid(victim: Victim, *, samples: Sequence[int] = (512,), seeds: Sequence[int] = (0,),
+                  bdk: Sequence[bool] = (True, False), repair_lrs: Sequence[float] = (),
+                  config: EditConfig | None = None, model: nn.Module | None = None, n_eval: int | None = None,
+                  device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Edit (and optionally repair) a victim over a grid; one record per run.
+
+    For each seed, sample count N and setting (BDK: the victim's trigger; ¬BDK: none), draw N D_U images with the
+    seed (:func:`draw_unseen`), edit with ``config`` (paper defaults), evaluate on D_V with the verification trigger
+    (state "base"), then repair the edited model at each learning rate (state "repair") with the same D_U.
+
+    Arguments:
+        victim: a :class:`Victim` (its D_U pool, triggers, test set and target are used).
+        model: the model to edit instead of ``victim.model`` (same data and trigger).
+        n_eval: evaluate on the fixed subset :func:`eval_index` of D_V; ``None``: all of it.
+
+    Returns columns ``seed, samples, bdk, state, lr (NaN for base), asr, acc, ctca, seconds`` (edit or repair
+    wall time; varies between machines, never shown as a result).
+    """
+    net = victim.model if model is None else model
+    pool = victim.splits.unseen
+    rows: list[dict] = []
+
+    def record(result: nn.Module, seed: int, n: int, known: bool, state: str, lr: float, seconds: float) -> None:
+        m = victim.evaluate(result, n_eval=n_eval, device=device)
+        log.info("seed %d N %d bdk %s %s lr %g: %s", seed, n, known, state, lr, {k: m[k] for k in _METRICS})
+        rows.append({"seed": seed, "samples": n, "bdk": known, "state": state, "lr": lr,
+                     **{k: m[k] for k in _METRICS}, "seconds": seconds})
+
+    for seed in seeds:
+        for n in samples:
+            images, labels = draw_unseen(pool.images, pool.labels, n, seed)
+            for known in bdk:
+                trig = victim.trigger if known else None
+                edited, stats = time_call(lambda: edit_model(net, images, trigger=trig, config=config),
+                                          warmup=0, repeats=1, device=device)
+                record(edited, seed, n, known, "base", math.nan, stats["seconds"])
+                for lr in repair_lrs:
+                    fixed, stats = time_call(lambda: repair(edited, images, labels, trigger=trig, lr=lr, device=device),
+                                             warmup=0, repeats=1, device=device)
+                    record(fixed, seed, n, known, "repair", float(lr), stats["seconds"])
+    return pd.DataFrame(rows)
+

@@ -33,9 +33,7 @@ import logging
 import os
 import pickle
 import re
-import stat
 import sys
-import tempfile
 import zipfile
 from collections import Counter
 from contextlib import contextmanager
@@ -50,6 +48,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from . import __version__
+from .cache import atomic_write
 from .models import MODELS, build_model
 
 __all__ = ["FORMATS", "Weights", "ModelSpec", "ModelSpecError", "LoadedModel", "ImageData", "detect_format",
@@ -504,43 +503,17 @@ def save_weights(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: s
     return path
 
 
-def _new_file_mode(path: Path) -> int:
-    """The permissions ``open(path, "w")`` leaves: the existing file's, else ``0o666`` less the umask."""
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        pass
-    try:   # Linux tells the umask without changing it
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """A temporary file name beside ``path`` (unique: ``tempfile.mkstemp``) for the block to write; on success it is
-    synced and renamed over ``path`` in one step, on failure removed. Either way no half-written ``path`` exists.
+    """:func:`actedit.cache.atomic_write` yielding the temporary name as a string: a unique file beside ``path`` for
+    the block to write; on success synced and renamed over ``path`` in one step (with the permissions ``open(path,
+    "w")`` would give), on failure removed. Either way no half-written ``path`` exists.
 
     >>> with atomic_path("report.json") as tmp:          # doctest: +SKIP
     ...     Path(tmp).write_text("{}")
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, _new_file_mode(path))     # mkstemp's 0600, else: the mode open(path, "w") would give
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as tmp:
+        yield str(tmp)
 
 
 # --------------------------------------------------------------------------------------------------- images

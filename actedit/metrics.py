@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .training import preserved_modes
+
 __all__ = ["predict", "evaluate", "per_class_accuracy", "score"]
 
 Trigger = Callable[[torch.Tensor], torch.Tensor]
@@ -23,17 +25,13 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, to
 
     256 images per batch: on a CPU the book's models then keep their activations in cache, about 25 % faster on
     one thread than 512 (a GPU may prefer larger batches)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with preserved_modes(model):
+        model.eval()
         out = []
         for start in range(0, images.shape[0], batch_size):
             logits = model(images[start:start + batch_size].to(device))
             out.append(logits.topk(top_k, dim=1).indices.cpu())
-        return torch.cat(out) if out else torch.empty(0, top_k, dtype=torch.long)
-    finally:
-        for m, flag in modes:
-            m.training = flag
+    return torch.cat(out) if out else torch.empty(0, top_k, dtype=torch.long)
 
 
 def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:

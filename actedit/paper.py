@@ -45,10 +45,13 @@ import pandas as pd
 
 __all__ = ["table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9", "table10",
            "table10_average", "TABLES", "LOCATIONS", "DETECTION", "BASE", "Detection", "BaseConfiguration",
-           "METRICS"]
+           "METRICS", "TABLE_METHODS"]
 
 NAN = math.nan
 METRICS = ("asr", "acc", "ctca")   # the column order of Tables 1, 2, 5, 8
+#: (method, BDK) in the column order of Tables 3, 4 and 10: BDK methods first, then ¬BDK
+TABLE_METHODS: tuple[tuple[str, bool], ...] = (("actFT", True), ("BaEraser", True), ("ours", True),
+                                               ("basicFT", False), ("NAD", False), ("ours", False))
 Cell = tuple[float, float]         # (mean, std) as printed
 
 
@@ -422,7 +425,6 @@ def table9() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------------
 # Table 10: target class
 
-_T10_METHODS = (("actFT", True), ("BaEraser", True), ("ours", True), ("basicFT", False), ("NAD", False), ("ours", False))
 _T10: dict[int | str, tuple[Cell, Cell, Cell, Cell, Cell, Cell]] = {
     0: ((94.85, 0.57), (49.24, 10.22), (90.1, 0.64), (70.66, 5.0), (68.71, 3.77), (80.82, 2.44)),
     1: ((94.49, 1.49), (43.47, 21.12), (88.28, 0.35), (58.32, 6.92), (68.26, 0.72), (75.57, 0.62)),
@@ -440,7 +442,7 @@ _T10: dict[int | str, tuple[Cell, Cell, Cell, Cell, Cell, Cell]] = {
 
 def _t10_rows(targets) -> list[dict]:
     return [{"target": t, "method": meth, "bdk": bdk, "metric": "score", "mean": c[0], "std": c[1]}
-            for t in targets for (meth, bdk), c in zip(_T10_METHODS, _T10[t])]
+            for t in targets for (meth, bdk), c in zip(TABLE_METHODS, _T10[t])]
 
 
 def table10() -> pd.DataFrame:

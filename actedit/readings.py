@@ -20,7 +20,7 @@ from torch import nn
 from .edit import ACTIVATIONS, LAYER_SELECTIONS, POOLINGS, EditConfig, edit_model
 from .metrics import evaluate, score
 
-__all__ = ["READINGS", "reading_config", "compare_readings", "rank_readings"]
+__all__ = ["READINGS", "reading_config", "compare_readings", "rank_readings", "matches_paper"]
 
 READINGS: tuple[tuple[str, str, str], ...] = tuple(itertools.product(LAYER_SELECTIONS, ACTIVATIONS, POOLINGS))
 
@@ -53,14 +53,19 @@ def compare_readings(model: nn.Module, images: torch.Tensor, *, trigger: Callabl
     return pd.DataFrame(rows)
 
 
+def matches_paper(table: pd.DataFrame) -> pd.Series:
+    """Per row of a :func:`compare_readings` table: does the edit do what the paper observed? ASR ≤ 1 % and, under
+    BDK, CTCA ≤ 5 % with ACC ≥ 80 % of the victim's (one class of ten lost, not the model)."""
+    return (table["ASR"] <= 1.0) & ((table["setting"] != "BDK") | ((table["CTCA"] <= 5.0) & (table["ACC ratio"] >= 0.8)))
+
+
 def rank_readings(table: pd.DataFrame) -> pd.DataFrame:
     """Rank readings by the paper's observations, across every model and setting in ``table``.
 
     A reading *matches* a (model, setting) row when ASR ≤ 1 % and, under BDK, CTCA ≤ 5 % with ACC ≥ 80 % of the
     victim's (one class of ten lost, not the model). Readings are sorted by the number of matches, then by mean Score.
     """
-    ok = (table["ASR"] <= 1.0) & ((table["setting"] != "BDK") | ((table["CTCA"] <= 5.0) & (table["ACC ratio"] >= 0.8)))
-    t = table.assign(match=ok)
+    t = table.assign(match=matches_paper(table))
     ranked = (t.groupby(["layers", "activation", "pooling"])
                .agg(matches=("match", "sum"), rows=("match", "size"), mean_score=("Score", "mean"),
                     min_score=("Score", "min"))

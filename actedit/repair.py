@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .training import TrainConfig, fit, copy_modes
+from .training import TrainConfig, fit, preserved_modes
 from .validation import check_images, check_labels, check_trigger_output, check_trigger
 
 __all__ = ["RepairConfig", "repair"]
@@ -61,16 +61,12 @@ def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
     base = config or RepairConfig()
     config = replace(base, lr=base.lr if lr is None else lr, epochs=base.epochs if epochs is None else epochs)
     check_images(images)
-    fixed = copy.deepcopy(model)
-    was_training = fixed.training
-    fixed.eval()
+    fixed = copy.deepcopy(model)  # keeps the caller's per-module train/eval flags; fit restores them
     try:
-        with torch.no_grad():
-            logits = fixed(images[:1].to(device))
+        with torch.no_grad(), preserved_modes(fixed):
+            logits = fixed.eval()(images[:1].to(device))
     except RuntimeError as err:
         raise ValueError(f"the model cannot take images of shape {tuple(images.shape[1:])}: {err}") from err
-    finally:
-        fixed.train(was_training)
     check_labels(labels, images.shape[0], num_classes=logits.shape[1])
     x, y = images, labels
     if trigger is not None:
@@ -80,6 +76,5 @@ def repair(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
                                         momentum=config.momentum, weight_decay=config.weight_decay,
                                         schedule="constant", seed=config.seed),
         device=device, progress=progress, desc="repair")
-    copy_modes(model, fixed)
     return fixed
 

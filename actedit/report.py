@@ -1,16 +1,10 @@
-"""Helpers every table chapter of the book uses: formatting, seed aggregation, paper-beside-ours tables,
-parameter validation, and the edit/repair grid the chapters run.
+"""Tables and formatting for the book's chapters: seed aggregation, the paper's cells beside ours, verdict columns.
 
-Offers
+Offers :func:`fmt`, :func:`aggregate`, :func:`side_by_side` (with :func:`within`), :func:`wide`, :func:`not_run` /
+:data:`NOT_RUN`, :data:`LABELS`, :func:`edit_pattern` (the Table 1/2 pattern checks) and, for Tables 3, 4 and 10,
+:func:`score_table`, :func:`best_methods`, :func:`in_setting`. Running experiments is :mod:`actedit.experiments`,
+checking a chapter's parameters :mod:`actedit.params`. A chapter's flow::
 
-- formatting and tables: :func:`fmt`, :func:`aggregate`, :func:`side_by_side` (with :func:`within`), :func:`wide`,
-  :func:`not_run` / :data:`NOT_RUN`, :data:`LABELS`, :func:`edit_pattern` (the Table 1/2 pattern checks);
-- parameter validation: :func:`check_params` with :func:`number`, :func:`list_of`, :func:`optional`, :class:`Check`;
-- running: :func:`draw_unseen`, :func:`evaluate_victim`, :func:`run_edit_grid`.
-
-A chapter's flow::
-
-    params = check_params(globals(), dataset=(str, DATASETS), seeds=list_of(int), n_images=number(int, lo=1))
     records = run_edit_grid(victim, samples=[512], repair_lrs=[1e-2], seeds=seeds)      # one row per run
     ours = aggregate(records, by=["bdk", "state"], metrics=["asr", "acc", "ctca"])      # tidy, mean/std
     sbs = side_by_side(paper.table1().query("dataset == 'cifar10'"), ours, on=["bdk", "state"],
@@ -23,23 +17,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-import torch
-from torch import nn
 
-from .edit import EditConfig, edit_model
-from .metrics import evaluate
-from .repair import repair
-from .seeding import generator
-from .timing import timed
+from .paper import TABLE_METHODS
 
-__all__ = ["fmt", "aggregate", "side_by_side", "within", "wide", "NOT_RUN", "not_run", "check_params", "list_of",
-           "number", "optional", "Check", "draw_unseen", "evaluate_victim", "run_edit_grid", "edit_pattern", "METRICS",
-           "LABELS"]
+__all__ = ["fmt", "aggregate", "side_by_side", "within", "wide", "NOT_RUN", "not_run", "edit_pattern", "METRICS",
+           "LABELS", "score_table", "best_methods", "in_setting"]
 log = logging.getLogger(__name__)
 
 METRICS = ("asr", "acc", "ctca")
@@ -287,218 +273,65 @@ def edit_pattern(cells: pd.DataFrame, *, num_classes: int) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Parameter validation (papermill injects parameters; a wrong one should fail with its name)
+# Tables 3, 4 and 10: one setting's Scores, the paper's beside ours
 
 
-@dataclass(frozen=True)
-class Check:
-    """A named predicate for :func:`check_params`: ``test(value)`` true when valid; ``what`` describes valid values.
+def in_setting(tidy: pd.DataFrame, bdk: bool) -> pd.DataFrame:
+    """The rows of ``tidy`` whose ``bdk`` is ``bdk`` (rows with a missing ``bdk`` — references — are dropped)."""
+    mask = [b is not None and not pd.isna(b) and bool(b) == bdk for b in tidy["bdk"]]
+    return tidy.loc[pd.Series(mask, index=tidy.index, dtype=bool)]
 
-    >>> even = Check(lambda v: v % 2 == 0, "an even int")
-    >>> check_params({"k": 3}, k=(int, even))
-    Traceback (most recent call last):
-    ValueError: parameter 'k' must be an even int, got 3
+
+def _scores(tidy: pd.DataFrame, index: str, bdk: bool) -> pd.DataFrame:
+    """``index × method`` mean Scores of one setting from a tidy frame (columns index, method, bdk, metric, mean)."""
+    part = in_setting(tidy[(tidy["metric"] == "score") & (tidy["method"] != "victim")], bdk)
+    return part.pivot_table(index=index, columns="method", values="mean", sort=False)
+
+
+def best_methods(tidy: pd.DataFrame, index: str, bdk: bool) -> pd.Series:
+    """The method with the highest mean Score for each value of ``index`` (e.g. each trigger), in one setting.
+
+    ``tidy``: the layout of :mod:`actedit.paper` (``index, method, bdk, metric, mean, std``), e.g.
+    ``paper.table3()`` or ours from :func:`actedit.report.aggregate`. Ties go to the first method in
+    :data:`actedit.paper.TABLE_METHODS` order.
+
+    >>> t = pd.DataFrame({"trigger": ["a", "a"], "method": ["actFT", "ours"], "bdk": [True, True],
+    ...                   "metric": ["score", "score"], "mean": [90.0, 93.0], "std": [0.0, 0.0]})
+    >>> best_methods(t, "trigger", True).to_dict()
+    {'a': 'ours'}
     """
-
-    test: Callable[[Any], bool]
-    what: str
-    error: type[Exception] = ValueError
-
-    def validate(self, name: str, value: object) -> None:
-        """Raise naming ``name`` unless ``value`` passes."""
-        try:
-            ok = self.test(value)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"parameter {name!r}: {err}") from None
-        if not ok:
-            raise self.error(f"parameter {name!r} must be {self.what}, got {value!r}")
+    table = _scores(tidy, index, bdk)
+    order = [m for m, b in TABLE_METHODS if b == bdk and m in table.columns]
+    return table[order].idxmax(axis=1)
 
 
-@dataclass(frozen=True)
-class _Number(Check):
-    types: Any = float
+def score_table(paper_df: pd.DataFrame, ours_df: pd.DataFrame, index: str, bdk: bool,
+                labels: Mapping[Any, str] | None = None, digits: int = 2) -> pd.DataFrame:
+    """One setting of Table 3, 4 or 10 with the paper's cell beside ours: rows ``index``, columns (what, source).
 
-    def validate(self, name: str, value: object) -> None:
-        _check(name, value, self.types)
-        super().validate(name, value)
-
-
-@dataclass(frozen=True)
-class _ListOf(Check):
-    item: Any = None
-
-    def validate(self, name: str, value: object) -> None:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"parameter {name!r} must be a list, got {type(value).__name__} {value!r}")
-        super().validate(name, value)
-        for i, x in enumerate(value):
-            _check(f"{name}[{i}]", x, self.item)
-
-
-@dataclass(frozen=True)
-class _Optional(Check):
-    spec: Any = None
-
-    def validate(self, name: str, value: object) -> None:
-        if value is not None:
-            _check(name, value, self.spec)
-
-
-def _is_type(value: object, types: type | tuple[type, ...]) -> bool:
-    types = types if isinstance(types, tuple) else (types,)
-    if isinstance(value, bool) and bool not in types:
-        return False          # True is not a sample count
-    if float in types and isinstance(value, int):
-        return True           # 1 is a fine learning rate
-    return isinstance(value, types)
-
-
-def _type_name(types: type | tuple[type, ...]) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join(t.__name__ for t in types)
-
-
-def number(types: type | tuple[type, ...] = float, *, lo: float | None = None, hi: float | None = None) -> Check:
-    """A finite number of ``types`` in ``[lo, hi]`` (either bound optional). ``number(int, lo=1)``: a count."""
-    bounds = f" in [{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]" if (lo, hi) != (None, None) else ""
-    return _Number(lambda v: math.isfinite(v) and (lo is None or v >= lo) and (hi is None or v <= hi),
-                   f"a finite {_type_name(types)}{bounds}", types=types)
-
-
-def list_of(item: Any, *, min_len: int = 1) -> Check:
-    """A list (or tuple) of at least ``min_len`` items, each valid under ``item`` (any spec :func:`check_params`
-    accepts): ``list_of(int)`` for seeds, ``list_of((str, DATASETS))``, ``list_of(number(float, lo=0))``."""
-    return _ListOf(lambda v: len(v) >= min_len, f"a list of at least {min_len} item(s)", item=item)
-
-
-def optional(spec: Any) -> Check:
-    """``None`` or a value valid under ``spec``."""
-    return _Optional(lambda v: True, "None or a valid value", spec=spec)
-
-
-def _check(name: str, value: object, spec: Any) -> None:
-    if isinstance(spec, Check):
-        spec.validate(name, value)
-        return
-    if isinstance(spec, type) or (isinstance(spec, tuple) and spec and all(isinstance(t, type) for t in spec)):
-        if not _is_type(value, spec):
-            raise TypeError(f"parameter {name!r} must be {_type_name(spec)}, got {type(value).__name__} {value!r}")
-        return
-    if isinstance(spec, tuple) and len(spec) == 2:
-        _check(name, value, spec[0])
-        allowed = spec[1]
-        if isinstance(allowed, Check):
-            _check(name, value, allowed)
-        elif isinstance(allowed, Collection) and not isinstance(allowed, str):
-            if value not in allowed:
-                raise ValueError(f"parameter {name!r} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-        else:
-            raise TypeError(f"check_params: cannot read the spec {spec!r} given for {name!r}")
-        return
-    raise TypeError(f"check_params: cannot read the spec {spec!r} given for {name!r}")
-
-
-def check_params(values: Mapping[str, Any], /, **specs: Any) -> dict[str, Any]:
-    """Check a chapter's (papermill-injected) parameters; raise naming the first bad one.
-
-    ``values`` holds the parameters (in a notebook: ``globals()``); each keyword names one and gives its spec:
-
-    - a type or tuple of types, e.g. ``int``, ``(str, type(None))`` — ``TypeError`` otherwise (``bool`` is not an
-      ``int``; an ``int`` is a valid ``float``);
-    - ``(type, allowed)`` with ``allowed`` a collection, e.g. ``(str, DATASETS)`` — ``ValueError`` if not in it
-      (or ``(type, check)`` with a :class:`Check`);
-    - a :class:`Check`: :func:`number`, :func:`list_of`, :func:`optional`, or your own.
-
-    Returns the checked ``{name: value}``. Raises ``ValueError`` for a missing parameter.
-
-    >>> check_params({"n_images": 512, "dataset": "mnist"}, n_images=number(int, lo=1), dataset=(str, ("mnist",)))
-    {'n_images': 512, 'dataset': 'mnist'}
-    >>> check_params({"n_images": "512"}, n_images=int)
-    Traceback (most recent call last):
-    TypeError: parameter 'n_images' must be int, got str '512'
+    Both frames are tidy (``index, method, bdk, metric, mean, std``); "victim" rows with metrics ``asr``/``acc``
+    give the "(ASR/ACC)" column where present. Each source also gets a "best" column naming its best method. Rows
+    follow the paper's order, then ours-only rows; ``labels`` renames index values (e.g. "(a) White").
     """
-    out = {}
-    for name, spec in specs.items():
-        if name not in values:
-            raise ValueError(f"parameter {name!r} is missing; add it to the parameters cell")
-        _check(name, values[name], spec)
-        out[name] = values[name]
+    methods = [m for m, b in TABLE_METHODS if b == bdk]
+    keys = list(dict.fromkeys(list(paper_df[index]) + list(ours_df[index])))
+    columns: dict[tuple[str, str], list[str]] = {}
+    for source, frame in (("paper", paper_df), ("ours", ours_df)):
+        victim = frame[frame["method"] == "victim"].pivot_table(index=index, columns="metric", values="mean",
+                                                                 sort=False)
+        if {"asr", "acc"} <= set(victim.columns):
+            columns[("victim (ASR/ACC)", source)] = [
+                f"{victim.at[k, 'asr']:.{digits}f}/{victim.at[k, 'acc']:.{digits}f}" if k in victim.index else "–"
+                for k in keys]
+    for method in methods:
+        for source, frame in (("paper", paper_df), ("ours", ours_df)):
+            part = in_setting(frame[(frame["method"] == method) & (frame["metric"] == "score")], bdk)
+            cells = {k: fmt(m, s, digits) for k, m, s in zip(part[index], part["mean"], part["std"])}
+            columns[(method, source)] = [cells.get(k, "–") for k in keys]
+    for source, frame in (("paper", paper_df), ("ours", ours_df)):
+        best = best_methods(frame, index, bdk) if len(_scores(frame, index, bdk)) else pd.Series(dtype=object)
+        columns[("best", source)] = [best.get(k, "–") for k in keys]
+    out = pd.DataFrame(columns, index=[(labels or {}).get(k, k) for k in keys])
+    out.index.name = index
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The edit/repair grid (Tables 1, 2, 5, 8, 9)
-
-
-def draw_unseen(pool_images: torch.Tensor, pool_labels: torch.Tensor, n: int, seed: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images of the D_U pool drawn without replacement with ``seed`` (``[n, C, H, W]``, ``[n]``)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if n > len(pool_images):
-        raise ValueError(f"asked for {n} D_U images but the pool holds {len(pool_images)}; lower n or enlarge unseen")
-    index = torch.randperm(len(pool_images), generator=generator(seed))[:n]
-    return pool_images[index], pool_labels[index]
-
-
-def evaluate_victim(victim, model: nn.Module | None = None, *, n_eval: int | None = None,
-                    device: str | torch.device = "cpu") -> dict:
-    """ASR/ACC/CTCA (percent) of ``model`` (default: the victim's) on D_V with the verification trigger.
-
-    ``n_eval``: evaluate on a fixed subset of that many D_V images (drawn with seed 0, sorted — the same subset
-    for every model, as in :func:`actedit.baselines.comparison`); ``None`` or ≥ |D_V|: all of D_V, i.e.
-    :meth:`actedit.experiments.Victim.evaluate`.
-    """
-    if n_eval is not None and (isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 1):
-        raise ValueError(f"n_eval must be a positive int or None (all of D_V), got {n_eval!r}")
-    test = victim.splits.test
-    if n_eval is not None and n_eval < len(test):
-        test = test.subset(torch.randperm(len(test), generator=generator(0))[:n_eval].sort().values)
-    return evaluate(victim.model if model is None else model, test.images, test.labels, trigger=victim.verify_trigger,
-                    target=victim.spec.target, top_k=victim.splits.top_k, num_classes=victim.splits.num_classes,
-                    device=device)
-
-
-def run_edit_grid(victim, *, samples: Sequence[int] = (512,), seeds: Sequence[int] = (0,),
-                  bdk: Sequence[bool] = (True, False), repair_lrs: Sequence[float] = (),
-                  config: EditConfig | None = None, model: nn.Module | None = None, n_eval: int | None = None,
-                  device: str | torch.device = "cpu") -> pd.DataFrame:
-    """Edit (and optionally repair) a victim over a grid; one record per run.
-
-    For each seed, sample count N and setting (BDK: the victim's trigger; ¬BDK: none), draw N D_U images with the
-    seed (:func:`draw_unseen`), edit with ``config`` (paper defaults), evaluate on D_V with the verification trigger
-    (state "base"), then repair the edited model at each learning rate (state "repair") with the same D_U.
-
-    Arguments:
-        victim: an :class:`actedit.experiments.Victim` (its D_U pool, triggers, test set and target are used).
-        model: the model to edit instead of ``victim.model`` (same data and trigger).
-        n_eval: evaluate on a fixed subset of D_V (:func:`evaluate_victim`); ``None``: all of it.
-
-    Returns columns ``seed, samples, bdk, state, lr (NaN for base), asr, acc, ctca, seconds`` (edit or repair
-    wall time, from :func:`actedit.timing.timed`; vary between machines, never shown as a result).
-    """
-    net = victim.model if model is None else model
-    pool = victim.splits.unseen
-    rows: list[dict] = []
-    for seed in seeds:
-        for n in samples:
-            images, labels = draw_unseen(pool.images, pool.labels, n, seed)
-            for known in bdk:
-                trig = victim.trigger if known else None
-                with timed(device) as t:
-                    edited = edit_model(net, images, trigger=trig, config=config)
-                rows.append(_record(victim, edited, seed, n, known, "base", math.nan, t.seconds, n_eval, device))
-                for lr in repair_lrs:
-                    with timed(device) as t:
-                        fixed = repair(edited, images, labels, trigger=trig, lr=lr, device=device)
-                    rows.append(_record(victim, fixed, seed, n, known, "repair", float(lr), t.seconds, n_eval,
-                                        device))
-    return pd.DataFrame(rows)
-
-
-def _record(victim, model: nn.Module, seed: int, n: int, known: bool, state: str, lr: float, seconds: float,
-            n_eval: int | None, device) -> dict:
-    m = evaluate_victim(victim, model, n_eval=n_eval, device=device)
-    log.info("seed %d N %d bdk %s %s lr %g: %s", seed, n, known, state, lr, {k: m[k] for k in METRICS})
-    return {"seed": seed, "samples": n, "bdk": known, "state": state, "lr": lr,
-            **{k: m[k] for k in METRICS}, "seconds": seconds}

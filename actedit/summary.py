@@ -1,143 +1,153 @@
-"""The reproduction summary: every claim of the paper, the paper's number, ours, and whether it reproduced.
+"""The reproduction summary: every claim of the paper, the paper's number, ours, the rule, and the verdict.
 
-Offers :func:`read_glued`, :class:`Claim`, :data:`CLAIMS` and :func:`summary_table`. Chapters publish their headline
-numbers with ``myst_nb.glue(name, value, display=False)``; :func:`read_glued` reads those values back out of the
-executed notebooks (the ``scrapbook`` metadata myst-nb writes), so the summary chapter never recomputes or retypes
-a number. Each :class:`Claim` names the chapter and glue key that hold our number, the paper's number, and the
-criterion that decides "reproduced".
+Offers :class:`Claim`, :data:`CLAIMS` (claims of the paper), :data:`CHECKS` (set-up checks and the book's
+self-checks, listed apart and not counted as claims), :func:`read_results`, :func:`summary_table`,
+:func:`counts`, :func:`styled` and :func:`resolve_executed_dir`.
+
+Each chapter writes its headline numbers to ``<stem>.results.json`` beside its executed notebook
+(:class:`actedit.verdicts.Results`); this module reads those files, never the notebooks' text output, and applies
+the rules of :mod:`actedit.verdicts`, each with the one-line justification the summary shows. A claim about a
+defense first passes the victim strength gate (:func:`actedit.verdicts.victim_gate`) on the victims its chapter
+recorded: one without a working backdoor makes the claim "not testable".
 """
 from __future__ import annotations
 
-import ast
-import json
-import math
+import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-__all__ = ["read_glued", "Claim", "CLAIMS", "summary_table", "resolve_executed_dir"]
+from .verdicts import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, STATUSES, Results, Rule, Verdict,
+                       at_least, at_most, beats, is_value, majority, near_best, restores_ctca, speed_ratio, stat,
+                       victim_gate)
 
-_PREFIX = "application/papermill.record/"
+__all__ = ["Claim", "CLAIMS", "CHECKS", "read_results", "summary_table", "counts", "styled", "resolve_executed_dir"]
 
-
-def read_glued(notebook: str | Path) -> dict[str, object]:
-    """``{name: value}`` of every ``glue``-d variable in an executed notebook (values parsed from ``text/plain``)."""
-    data = json.loads(Path(notebook).read_text())
-    out: dict[str, object] = {}
-    for cell in data.get("cells", []):
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("scrapbook")
-            if not meta:
-                continue
-            bundle = output.get("data", {})
-            text = bundle.get(meta.get("mime_prefix", "") + "text/plain")
-            if text is None:
-                continue
-            text = "".join(text) if isinstance(text, list) else text
-            try:
-                out[meta["name"]] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                out[meta["name"]] = text.strip("'\"")
-    return out
+ALL, ANY = "all", "any"   # which recorded victims of the chapter must pass the gate
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper checked by one chapter."""
+    """One claim of the paper (or one check of the book) judged on one chapter's recorded number."""
 
     claim: str                      # what the paper says, in words
     where: str                      # paper location (table/section)
-    paper: str                      # the paper's number(s), as printed
+    paper: str                      # the paper's number(s), mean ± std where the paper prints one
     chapter: str                    # notebook stem that computes ours
-    key: str                        # glue key of our number
-    reproduced: Callable[[object], bool]  # criterion applied to our number
+    key: str | Callable[[Mapping[str, Any]], Any]   # results key, or a function of the chapter's values
+    rule: Rule
     unit: str = ""
+    victims: str | None = ALL       # gate: ALL recorded victims must pass, ANY one must, None: no defense judged;
+                                    # another string: every recorded victim whose name starts with it must pass
+    untestable: str = ""            # reason when no build of this book can test the claim
 
 
-def _le(x: float) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, (int, float)) and not math.isnan(v) and v <= x
+def _keys(**parts: str) -> Callable[[Mapping[str, Any]], Any]:
+    """A value assembled from several results keys: ``{"ctca": values[k1], "victim_ctca": values[k2]}``."""
+    def get(values: Mapping[str, Any]) -> Any:
+        if any(k not in values for k in parts.values()):
+            return None
+        return {name: values[k] for name, k in parts.items()}
+    return get
 
 
-def _ge(x: float) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, (int, float)) and not math.isnan(v) and v >= x
-
-
-def _true(v: object) -> bool:
-    return v is True or v == "True" or v == 1
-
+_T1 = "05_table1_datasets"
+_T34 = "07_tables3_4_triggers"
+_T10 = "13_table10_target_class"
+_EFF = "09_tables6_7_efficiency"
 
 CLAIMS: list[Claim] = [
-    Claim("The victim carries a strong backdoor (ASR ≥ 90 %)", "§4.1 base configuration", "94.53 %",
-          "02_base_configuration", "02_victim_asr", _ge(90), "%"),
-    Claim("BDK editing removes the backdoor (ASR ≈ 0)", "Table 1/2, §3.1", "0.0 %",
-          "03_method", "03_asr_bdk", _le(1), "%"),
-    Claim("BDK editing also removes the target class (CTCA ≈ 0)", "Table 1/2", "0.0 %",
-          "03_method", "03_ctca_bdk", _le(5), "%"),
+    Claim("BDK editing removes the backdoor (ASR ≈ 0)", "Table 1/2, §3.1", "0.0 ± 0.0 %",
+          "03_method", "03_asr_bdk", at_most(1), "%"),
+    Claim("BDK editing also removes the target class (CTCA ≈ 0)", "Table 1/2", "0.0 ± 0.0 %",
+          "03_method", "03_ctca_bdk", at_most(5), "%"),
     Claim("BDK editing keeps most accuracy: ACC ≥ 87 % of the victim's", "Table 1 (MNIST 86.9 %, CIFAR10 92.9 %)",
-          "86.9–92.9 % of the victim's", "03_method", "03_acc_ratio_bdk", _ge(87), "% of victim"),
-    Claim("A few images suffice: BDK with 64 images, ASR ≤ 1 %", "§3, Table 5", "0.0 % (64 images)",
-          "03_method", "03_asr_few", _le(1), "%"),
+          "86.9–92.9 % of the victim's", "03_method", "03_acc_ratio_bdk",
+          at_least(87, "the paper's smallest ratio, MNIST's 86.9 %, rounded"), "% of victim"),
+    Claim("A few images suffice: BDK with 64 images, ASR ≤ 1 %", "§3, Table 5", "0.0 ± 0.0 % (64 images)",
+          "03_method", "03_asr_few", at_most(1), "%"),
     Claim("… and ACC ≥ 87 % of the victim's with 64 images", "Table 5", "64.7 / 70.5 = 91.8 %",
-          "03_method", "03_acc_ratio_few", _ge(87), "% of victim"),
-    Claim("Repair (lr 1e-2) restores part of the target class after BDK (CTCA ≥ 20 %)", "Table 1/8",
-          "0 → 42.07 % (CIFAR10)", "03_method", "03_ctca_repair_bdk", _ge(20), "%"),
-    Claim("Repair (lr 1e-2) restores part of the target class after ¬BDK (CTCA ≥ 20 %)", "Table 1/8",
-          "0.14 → 55.02 % (CIFAR10)", "03_method", "03_ctca_repair_nbdk", _ge(20), "%"),
-    Claim("¬BDK editing removes the backdoor on this data (ASR ≤ 1 %)", "Table 1 (CIFAR10 0.3 %; MNIST 66.8 %)",
-          "0.3 % (colour) / 66.81 % (MNIST)", "03_method", "03_asr_nbdk", _le(1), "%"),
+          "03_method", "03_acc_ratio_few", at_least(87, "the paper's smallest ratio, MNIST's 86.9 %, rounded"),
+          "% of victim"),
+    Claim("Repair (lr 1e-2) restores the target class after BDK", "Table 1/8", "0 → 42.07 ± 7.72 % (CIFAR10)",
+          "03_method", "03_repair_bdk", restores_ctca(), "% CTCA"),
+    Claim("Repair (lr 1e-2) restores the target class after ¬BDK", "Table 1/8", "0.14 → 55.02 ± 4.41 % (CIFAR10)",
+          "03_method", "03_repair_nbdk", restores_ctca(), "% CTCA"),
+    Claim("¬BDK editing removes the backdoor on colour data (ASR ≤ 1 %); here on grey Fashion-MNIST",
+          "Table 1", "0.3 ± 0.21 % (CIFAR10)", "03_method", "03_asr_nbdk", at_most(1), "%"),
     Claim("λ = 1.0 gives the best Score with BDK (BN frozen)", "Fig. 4, B.3", "λ = 1.0",
-          "11_fig4_gamma_lambda", "11_best_lam_bdk", lambda v: v == 1.0),
+          "11_fig4_gamma_lambda", "11_lam1_bdk", near_best(), "Score"),
     Claim("λ = 1.0 gives the best Score without BDK (BN updated)", "Fig. 4, B.3", "λ = 1.0",
-          "11_fig4_gamma_lambda", "11_best_lam_nbdk", lambda v: v == 1.0),
-    Claim("With BDK, frozen BN moving averages beat updated ones (Score difference ≥ 0)", "Fig. 4, B.3", "frozen better",
-          "11_fig4_gamma_lambda", "11_bdk_frozen_minus_update", _ge(0), "points"),
-    Claim("Without BDK, updated BN moving averages beat frozen ones (Score difference ≥ 0)", "Fig. 4, B.3",
-          "updated better", "11_fig4_gamma_lambda", "11_nbdk_update_minus_frozen", _ge(0), "points"),
+          "11_fig4_gamma_lambda", "11_lam1_nbdk", near_best(), "Score"),
+    Claim("With BDK, frozen BN moving averages beat updated ones", "Fig. 4, B.3", "frozen better",
+          "11_fig4_gamma_lambda", "11_bdk_frozen_margin", beats(), "Score points"),
+    Claim("Without BDK, updated BN moving averages beat frozen ones", "Fig. 4, B.3", "updated better",
+          "11_fig4_gamma_lambda", "11_nbdk_update_margin", beats(), "Score points"),
     Claim("¬BDK editing points at the target class (largest per-class drop = y_t)", "§4.3", "80 %",
-          "14_detection", "14_detection_target_accuracy", _ge(80), "%"),
+          "14_detection", "14_detection_target_accuracy", at_least(80, "the paper's rate is the bar"), "%",
+          victims=ANY),
     Claim("Backdoor detection accuracy on poisoned models", "§4.3", "67 %",
-          "14_detection", "14_detection_poisoned_accuracy", _ge(67), "%"),
+          "14_detection", "14_detection_poisoned_accuracy", at_least(67, "the paper's rate is the bar"), "%",
+          victims=ANY),
     Claim("Backdoor detection accuracy on clean models (called clean)", "§4.3", "80 %",
-          "14_detection", "14_detection_clean_accuracy", _ge(80), "%"),
-    Claim("Table 1: without BDK the edit fails on MNIST (ASR stays high)", "Table 1, §4.2", "66.81 %",
-          "05_table1_datasets", "05_table1_datasets_mnist_nbdk_base_asr", _ge(30), "%"),
-    Claim("Table 1: repair restores the target class on MNIST after BDK (CTCA ≥ half the victim's)", "Table 1",
-          "0 → 96.09 %", "05_table1_datasets", "05_table1_datasets_mnist_bdk_repair_ctca", _ge(47), "%"),
-    Claim("Table 1 pattern on Fashion-MNIST: repair after BDK brings CTCA back (≥ 20 %)", "Table 1 (ours, extra)",
-          "0 → 42.07 % (CIFAR10)", "05_table1_datasets", "05_table1_datasets_fashion_mnist_bdk_repair_ctca",
-          _ge(20), "%"),
-    Claim("Table 3: with BDK, ours has the best Score on most (more than half of the) triggers", "Table 3",
-          "7 of 8 triggers", "07_tables3_4_triggers", "07_tables3_4_triggers_ours_best_bdk", _ge(5), "of 8"),
-    Claim("Table 4: without BDK, ours has the best Score on most (more than half of the) triggers", "Table 4",
-          "7 of 8 triggers", "07_tables3_4_triggers", "07_tables3_4_triggers_ours_best_nbdk", _ge(5), "of 8"),
+          "14_detection", "14_detection_clean_accuracy", at_least(80, "the paper's rate is the bar"), "%",
+          victims=None),
+    Claim("Table 1: without BDK the edit fails on MNIST (ASR stays high)", "Table 1, §4.2", "66.81 ± 5.87 %",
+          _T1, f"{_T1}_mnist_nbdk_base_asr", at_least(30, "half the paper's 66.81 %: the edit clearly failed"), "%",
+          victims="mnist,"),
+    Claim("Table 1: repair restores the target class on MNIST after BDK", "Table 1", "0 → 96.09 ± 2.51 %",
+          _T1, f"{_T1}_mnist_repair_bdk", restores_ctca(), "% CTCA", victims="mnist,"),
+    Claim("Table 1 pattern on Fashion-MNIST: repair after BDK restores the target class", "Table 1 (ours, extra)",
+          "0 → 42.07 ± 7.72 % (CIFAR10)", _T1, f"{_T1}_fashion_mnist_repair_bdk", restores_ctca(), "% CTCA",
+          victims="fashion-mnist,"),
+    Claim("Table 3: with BDK, ours has the best Score on most triggers (one seed)", "Table 3", "7 of 8 triggers",
+          _T34, f"{_T34}_ours_best_count_bdk", majority(), victims=ANY),
+    Claim("Table 4: without BDK, ours has the best Score on most triggers (one seed)", "Table 4", "7 of 8 triggers",
+          _T34, f"{_T34}_ours_best_count_nbdk", majority(), victims=ANY),
     Claim("Table 4: without BDK, ours fails on Narcissus (Score < 30)", "Table 4", "17.73",
-          "07_tables3_4_triggers", "07_tables3_4_triggers_narcissus_nbdk_ours", _le(30)),
-    Claim("Table 5: with BDK the result does not depend on the number of samples", "Table 5, §4.3", "ASR 0 for 2 … 5000",
-          "08_table5_samples", "08_table5_samples_bdk_independent", _true),
+          _T34, f"{_T34}_narcissus_nbdk_ours", at_most(30, "far below the other triggers' 80–95"), "Score",
+          victims="narcissus,"),
+    Claim("Table 5: with BDK the result does not depend on the number of samples", "Table 5, §4.3",
+          "ASR 0 for 2 … 5000", "08_table5_samples", "08_table5_samples_bdk_independent",
+          is_value(True, "chapter 8's flatness test")),
     Claim("Table 5: without BDK, two samples are the worst case", "Table 5, §4.3", "ASR 24.6 % with 2 samples",
-          "08_table5_samples", "08_table5_samples_nbdk_two_worst", _true),
+          "08_table5_samples", "08_table5_samples_nbdk_two_worst", is_value(True, "chapter 8's ranking")),
     Claim("Table 5: without BDK, four samples suffice", "Table 5, §4.3", "ASR 0.92 % with 4 samples",
-          "08_table5_samples", "08_table5_samples_nbdk_four_enough", _true),
+          "08_table5_samples", "08_table5_samples_nbdk_four_enough", is_value(True, "chapter 8's bar")),
     Claim("Table 8: lr 1e-2 is the best repair rate with BDK", "Table 8, B.2", "1e-2",
-          "10_table8_repair", "10_table8_repair_bdk_best_lr", lambda v: v == 0.01),
+          "10_table8_repair", "10_table8_repair_lr_bdk", near_best(), "Score"),
     Claim("Table 8: lr 1e-2 is the best repair rate without BDK", "Table 8, B.2", "1e-2",
-          "10_table8_repair", "10_table8_repair_nbdk_best_lr", lambda v: v == 0.01),
+          "10_table8_repair", "10_table8_repair_lr_nbdk", near_best(), "Score"),
     Claim("Table 9: β = −1 with α ∈ {−1, 0} is best; adding the activation fails (4 checks)", "Table 9, B.4",
-          "4 of 4", "12_table9_alpha_beta", "12_table9_alpha_beta_claims_held", _ge(4), "of 4"),
-    Claim("Table 10: without BDK, ours is best on average over target classes", "Table 10, B.5", "82.69 vs NAD 68.22",
-          "13_table10_target_class", "13_table10_target_class_nbdk_ours_best_on_average", _true),
-    Claim("Table 10: with BDK, actFT is (slightly) best on average", "Table 10, B.5", "93.94 vs ours 90.79",
-          "13_table10_target_class", "13_table10_target_class_bdk_actft_best_on_average", _true),
-    Claim("Tables 6/7: the edit is faster than every baseline at every D_U size", "Tables 6/7", "0.38 s vs 2.4–623 s",
-          "09_tables6_7_efficiency", "09_tables6_7_efficiency_edit_faster_than_every_baseline", _true),
+          "4 of 4", "12_table9_alpha_beta", "12_table9_alpha_beta_claims_held",
+          at_least(4, "all four of the paper's findings"), "of 4"),
+    Claim("Table 10: without BDK, ours is best on average over target classes (one seed)", "Table 10, B.5",
+          "82.69 vs NAD 68.22", _T10, f"{_T10}_nbdk_ours_margin", beats(), "Score points", victims=ANY),
+    Claim("Table 10: with BDK, actFT is (slightly) best on average (one seed)", "Table 10, B.5",
+          "93.94 vs ours 90.79", _T10, f"{_T10}_bdk_actft_margin", beats(), "Score points", victims=ANY),
+    *[Claim(f"Tables 6/7: the edit is faster than {m} by the paper's ratio (mean over D_U sizes)", "Tables 6/7",
+            "the paper's ratio: see ours",
+            _EFF, f"{_EFF}_speed_{m.lower()}", speed_ratio(), "×") for m in ("actFT", "BaEraser", "basicFT", "NAD")],
     Claim("Tables 6/7: the edit's Score is flat across D_U sizes (BDK)", "Tables 6/7", "92.3–92.5",
-          "09_tables6_7_efficiency", "09_tables6_7_efficiency_score_flat_bdk", lambda v: v == "yes"),
-    Claim("The default reading of §3 matches the paper's observations on both victims", "§3 (ambiguities)",
-          "–", "04_reading_the_method", "04_default_matches", _ge(4), "of 4 cases"),
-    Claim("… and is the best reading or ties with it", "§3 (ambiguities)", "–", "04_reading_the_method",
-          "04_default_supported", _true),
+          _EFF, f"{_EFF}_score_flat_bdk", is_value("yes", "chapter 9's flatness bar")),
+    Claim("Table 1 on CIFAR10/100, CINIC10, TinyImageNet; Table 2 on ResNet18/VGG16/EfficientNet/MobileNet",
+          "Tables 1/2", "see chapters 5/6", _T1, "–", is_value(True), victims=None,
+          untestable="needs CIFAR10 (and the others) + a GPU: run params/paper"),
+]
+
+CHECKS: list[Claim] = [
+    Claim("Set-up: the base victim carries a strong backdoor (ASR ≥ 90 %)", "§4.1 base configuration", "94.53 %",
+          "02_base_configuration", "02_victim_asr", at_least(90, "the paper's victims are at 94–100 %"), "%",
+          victims=None),
+    Claim("Self-check: the default reading of §3 matches the paper's observations on both victims",
+          "§3 (ambiguities)", "–", "04_reading_the_method", "04_default_matches",
+          at_least(4, "all four observations"), "of 4 cases", victims=None),
+    Claim("Self-check: … and is the best reading or ties with it", "§3 (ambiguities)", "–", "04_reading_the_method",
+          "04_default_supported", is_value(True, "the reading was chosen by these criteria"), victims=None),
+    Claim("Self-check: the default reading holds on victims it was not chosen on", "§3 (ambiguities)", "–",
+          "04_reading_the_method", "04_default_confirmed", is_value(True, "held-out victims"), victims=None),
 ]
 
 
@@ -166,25 +176,103 @@ def resolve_executed_dir(executed: str | Path) -> Path:
                             "execute the chapters first (make book) or pass the folder that holds them")
 
 
-def summary_table(executed: str | Path, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
-    """One row per claim: the paper's number, ours (from the executed chapter in ``executed``) and the verdict.
+def read_results(executed: str | Path, stem: str) -> dict[str, Any] | None:
+    """The results chapter ``stem`` wrote in ``executed`` (``{"values", "victims"}``), or None if it did not run."""
+    path = resolve_executed_dir(executed) / f"{stem}.results.json"
+    return Results.read(path) if path.is_file() else None
 
-    ``executed`` is resolved by :func:`resolve_executed_dir`. A chapter that was not executed (or does not glue
-    the key) gives "not run" rather than a verdict.
+
+def _describe(value: Any, unit: str) -> str:
+    """Our number as the table shows it: mean ± std over seeds (n) where there are several."""
+    def num(v: Any) -> str:
+        s = stat(v)
+        return str(s) + (f" (n={s.n})" if s.n > 1 else "")
+
+    if isinstance(value, Mapping):
+        if "ctca" in value:
+            return f"{num(value['ctca'])} (victim {float(value['victim_ctca']):.2f})"
+        if "at" in value:
+            return f"{num(value['at'])} (grid best {num(value['best'])})"
+        if "ours" in value:
+            return f"{num(value['ours'])}× (paper {float(value['paper']):.1f}×)"
+        if "wins" in value:
+            return f"{value['wins']} of {value['of']} usable"
+        if "margin" in value:
+            return f"{num(value['margin'])} (tie ±{float(value.get('tie', 0)):.2f})"
+    if isinstance(value, (bool, str, int)):
+        return f"{value} {unit}".strip() if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return f"{num(value)} {unit}".strip()
+
+
+def _judge(c: Claim, data: dict[str, Any] | None) -> tuple[str, Verdict]:
+    if c.untestable:
+        return "–", Verdict(NOT_TESTABLE, c.untestable)
+    if data is None:
+        return "not run", Verdict(NOT_TESTABLE, "the chapter was not executed in this build")
+    values = data["values"]
+    value = c.key(values) if callable(c.key) else values.get(c.key)
+    try:
+        ours = "–" if value is None else _describe(value, c.unit)
+    except (TypeError, ValueError, KeyError):   # NaN or a malformed value: shown as is, judged "not testable" below
+        ours = repr(value)
+    if c.victims is not None:   # the strength gate comes first: a weak victim makes any number moot
+        victims = data.get("victims", {})
+        if c.victims not in (ALL, ANY):
+            victims = {name: v for name, v in victims.items() if name.startswith(c.victims)}
+        if not victims:
+            return ours, Verdict(NOT_TESTABLE, "the chapter recorded no victim strength for the gate")
+        failed = {name: victim_gate(**v) for name, v in victims.items()}
+        failed = {name: f for name, f in failed.items() if f is not None}
+        if (c.victims == ANY and len(failed) == len(victims)) or (c.victims != ANY and failed):
+            name, first = next(iter(failed.items()))
+            return ours, Verdict(NOT_TESTABLE, f"{name}: {first.reason}")
+    if value is None:
+        return "–", Verdict(NOT_TESTABLE, "the chapter recorded no number for this claim")
+    return ours, c.rule.judge(value)
+
+
+def summary_table(executed: str | Path, claims: list[Claim] = CLAIMS) -> pd.DataFrame:
+    """One row per claim: where, the paper's number, ours, the rule and why, the status and its reason, the chapter.
+
+    ``executed`` is resolved by :func:`resolve_executed_dir`; each chapter's ``<stem>.results.json`` there is read
+    once. A chapter that was not executed makes its claims "not testable" with that reason.
     """
     executed = resolve_executed_dir(executed)
-    cache: dict[str, dict] = {}
+    loaded: dict[str, dict | None] = {}
     rows = []
     for c in claims:
-        path = executed / f"{c.chapter}.ipynb"
-        if c.chapter not in cache:
-            cache[c.chapter] = read_glued(path) if path.exists() else {}
-        value = cache[c.chapter].get(c.key)
-        if value is None:
-            ours, verdict = "not run", "–"
-        else:
-            ours = f"{value:.2f} {c.unit}".strip() if isinstance(value, float) else f"{value} {c.unit}".strip()
-            verdict = "reproduced" if c.reproduced(value) else "not reproduced"
-        rows.append({"claim": c.claim, "paper": c.paper, "where": c.where, "ours": ours, "verdict": verdict,
-                     "chapter": c.chapter})
+        if c.chapter not in loaded:
+            loaded[c.chapter] = read_results(executed, c.chapter)
+        ours, verdict = _judge(c, loaded[c.chapter])
+        rows.append({"claim": c.claim, "where": c.where, "paper": c.paper, "ours": ours, "rule": c.rule.text,
+                     "why": c.rule.why, "status": verdict.status, "reason": verdict.reason, "chapter": c.chapter})
     return pd.DataFrame(rows)
+
+
+def counts(table: pd.DataFrame) -> dict[str, int]:
+    """``{status: number of rows}`` for every status, in :data:`actedit.verdicts.STATUSES` order."""
+    found = table["status"].value_counts()
+    return {s: int(found.get(s, 0)) for s in STATUSES}
+
+
+COLOURS = {REPRODUCED: "#d4edda", NOT_REPRODUCED: "#f8d7da", INCONCLUSIVE: "#fff3cd", NOT_TESTABLE: "#e2e3e5"}
+
+
+def styled(table: pd.DataFrame, uuid: str = "summary"):
+    """``table`` as a pandas Styler: status second and coloured by status, the rule with its justification in small
+    type, the chapter a link to its page; every text escaped for HTML."""
+    def colour(status: str) -> str:
+        return f"background-color: {COLOURS.get(status, '')}; font-weight: bold"
+
+    shown = table.copy()
+    shown["status"] = [f"{s}: {r}" if r else s for s, r in zip(table["status"], table["reason"])]
+    shown["rule"] = [f"{html.escape(r)}<br><small><i>{html.escape(w)}</i></small>"
+                     for r, w in zip(table["rule"], table["why"])]
+    shown = shown[["claim", "status", "paper", "ours", "rule", "where", "chapter"]]
+    statuses = list(table["status"])
+    formats = {c: (lambda v: html.escape(str(v))) for c in ("claim", "status", "paper", "ours", "where")}
+    formats["chapter"] = lambda stem: f'<a href="{html.escape(stem)}.html">{html.escape(stem[:2])}</a>'
+    return (shown.style.hide(axis="index").set_uuid(uuid).format(formats)
+            .apply(lambda col: [colour(s) for s in statuses], subset=["status"])
+            .set_table_styles([{"selector": "td, th", "props": "font-size: 0.8em; vertical-align: top; padding: 2px 4px"}])
+            .set_table_attributes('class="actedit-summary"'))

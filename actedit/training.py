@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .seeding import generator
 from .timing import timed
 
-__all__ = ["TrainConfig", "History", "fit", "fit_cached", "preserved_modes", "copy_modes", "LossFn", "TransformFn"]
+__all__ = ["TrainConfig", "History", "fit", "fit_cached", "preserved_modes", "LossFn", "TransformFn"]
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -96,20 +96,19 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 @contextmanager
 def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore every submodule's own train/eval flag on exit (``model.train(flag)`` would set them all alike)."""
+    """Restore every submodule's own train/eval flag on exit, exceptions included — the one way the package
+    switches modes (``model.train(flag)`` afterwards would set them all alike)::
+
+        with preserved_modes(model):
+            model.eval()
+            logits = model(x)
+    """
     modes = [(m, m.training) for m in model.modules()]
     try:
         yield model
     finally:
         for m, flag in modes:
             m.training = flag
-
-
-def copy_modes(source: nn.Module, target: nn.Module) -> None:
-    """Give ``target`` (a deepcopy of ``source``) the same per-module train/eval flags."""
-    pairs = zip(source.named_modules(remove_duplicate=False), target.named_modules(remove_duplicate=False))
-    for (_, s), (_, t) in pairs:
-        t.training = s.training
 
 
 def fit(
@@ -152,7 +151,6 @@ def fit(
     n = images.shape[0]
     if config.epochs == 0 or n == 0:
         return history
-    modes = [(m, m.training) for m in model.modules()]
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -168,42 +166,38 @@ def fit(
     # Dropout and other layers draw from the global RNG: run under a forked, seeded one so that the result
     # depends only on config.seed and the caller's RNG state is neither used nor disturbed.
     devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), preserved_modes(model):
         torch.manual_seed(config.seed)
         model.train()
-        try:
-            for epoch in range(config.epochs):
-                order = torch.randperm(n, generator=g)
-                running, seen = 0.0, 0
-                with timed(device) as t:
-                    bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}",
-                               disable=not progress, leave=False)
-                    for step in bar:
-                        idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-                        x, y = images[idx], labels[idx]
-                        if config.augment:
-                            x = _augment(x, g)
-                        if transform is not None:
-                            x, y = transform(x, y, g)
-                        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                        opt.zero_grad(set_to_none=True)
-                        value = loss_fn(model, x, y)
-                        if not torch.isfinite(value):
-                            raise FloatingPointError(f"{desc}: loss became {value.item()} at epoch {epoch + 1}, step {step}")
-                        value.backward()
-                        opt.step()
-                        if sched is not None:
-                            sched.step()
-                        running += value.item() * len(idx)
-                        seen += len(idx)
-                        if step % 20 == 0:
-                            bar.set_postfix(loss=f"{running / seen:.3f}")
-                history.loss.append(running / max(seen, 1))
-                history.seconds.append(t.seconds)
-                log.info("%s epoch %d/%d: loss %.4f (%.1f s)", desc, epoch + 1, config.epochs, history.loss[-1], t.seconds)
-        finally:
-            for m, flag in modes:
-                m.training = flag
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=g)
+            running, seen = 0.0, 0
+            with timed(device) as t:
+                bar = tqdm(range(steps_per_epoch), desc=f"{desc} {epoch + 1}/{config.epochs}",
+                           disable=not progress, leave=False)
+                for step in bar:
+                    idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                    x, y = images[idx], labels[idx]
+                    if config.augment:
+                        x = _augment(x, g)
+                    if transform is not None:
+                        x, y = transform(x, y, g)
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    opt.zero_grad(set_to_none=True)
+                    value = loss_fn(model, x, y)
+                    if not torch.isfinite(value):
+                        raise FloatingPointError(f"{desc}: loss became {value.item()} at epoch {epoch + 1}, step {step}")
+                    value.backward()
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    running += value.item() * len(idx)
+                    seen += len(idx)
+                    if step % 20 == 0:
+                        bar.set_postfix(loss=f"{running / seen:.3f}")
+            history.loss.append(running / max(seen, 1))
+            history.seconds.append(t.seconds)
+            log.info("%s epoch %d/%d: loss %.4f (%.1f s)", desc, epoch + 1, config.epochs, history.loss[-1], t.seconds)
     return history
 
 

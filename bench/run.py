@@ -36,6 +36,7 @@ import torch  # noqa: E402
 
 from actedit import efficiency  # noqa: E402
 from actedit.models import build_model  # noqa: E402
+from edit_profile import PROFILE_STAGES, profile_edit  # noqa: E402
 from actedit.seeding import set_seed  # noqa: E402
 from actedit.triggers import make_trigger  # noqa: E402
 
@@ -92,44 +93,56 @@ def bench_profile(plan: dict, device: str) -> list[dict]:
             images = efficiency.synthetic_images(n, channels=3, size=32, seed=n)
             for bdk in (True, False):
                 log(f"profile: {name} N={n} {'BDK' if bdk else '¬BDK'}")
-                stages = efficiency.profile_edit(model, images, trigger=trigger if bdk else None, device=device,
-                                                 repeats=3 if n <= 512 else 1, clock=clock)
+                stages = profile_edit(model, images, trigger=trigger if bdk else None, device=device,
+                                     repeats=3 if n <= 512 else 1, clock=clock)
                 rows.append({"model": name, "n": n, "bdk": bdk, "clock": clock, "stages": stages})
     return rows
 
 
-def _methods_data(quick: bool, device: str):
-    """(model, D_U pool images, labels, trigger, target, description) for the method comparison."""
+def _methods_victim(quick: bool, device: str):
+    """(victim, description) for the method comparison: the book's base victim, or a synthetic stand-in."""
+    from actedit.experiments import Victim, VictimSpec, get_victim
+
     if quick:
+        from actedit.data import ImageSet, Splits
+        from actedit.poisoning import PoisonConfig, poison
+
         set_seed(0)
         model = build_model("cnn", num_classes=10, channels=1, size=28).eval().to(device)
-        images = efficiency.synthetic_images(64, channels=1, size=28, seed=1)
-        labels = torch.arange(64) % 10
+        images = efficiency.synthetic_images(96, channels=1, size=28, seed=1)
+        part = [ImageSet(images[i:i + 32], torch.arange(32) % 10) for i in (0, 32, 64)]
+        splits = Splits(name="synthetic", num_classes=10, channels=1, size=28, top_k=1,
+                        class_names=tuple(map(str, range(10))), train=part[0], unseen=part[1], test=part[2])
         trigger = make_trigger("white", channels=1, size=28)
-        return model, images, labels, trigger, 2, "synthetic 1×28×28 images, untrained small CNN (smoke run)"
-    from actedit.experiments import VictimSpec, get_victim
-
+        poisoned = poison(splits.train, trigger, PoisonConfig(rate=0.1, target=2))
+        victim = Victim(VictimSpec(), model, splits, trigger, trigger.magnified(3), poisoned)
+        return victim, "synthetic 1×28×28 images, untrained small CNN (smoke run)"
     victim = get_victim(VictimSpec(), device=device, progress=False)
-    pool = victim.splits.unseen
-    return (victim.model, pool.images, pool.labels, victim.trigger, victim.spec.target,
-            f"the book's base victim ({victim.spec.dataset}, {victim.spec.model}, {victim.spec.trigger} trigger)")
+    return victim, (f"the book's base victim ({victim.spec.dataset}, {victim.spec.model}, {victim.spec.trigger} "
+                    "trigger)")
 
 
 def bench_methods(plan: dict, device: str, quick: bool, baseline_epochs: int | None) -> dict:
     """(2) every method of Table 7 at equal D_U; each method's time ÷ the edit's in the same setting."""
-    model, pool_x, pool_y, trigger, target, what = _methods_data(quick, device)
-    methods = efficiency.method_suite(trigger, target=target, baseline_epochs=baseline_epochs, device=device)
-    frames = []
-    for n in plan["method_sizes"]:
-        n = min(n, pool_x.shape[0])
-        log(f"methods: N={n}: {', '.join(m.name for m in methods)}")
-        times, _ = efficiency.compare_methods(model, pool_x[:n], pool_y[:n], methods,
-                                              edit_repeats=plan["repeats"], device=device)
-        frames.append(times)
     import pandas as pd
 
+    from actedit.experiments import METHODS, Timing, run_comparison, victim_configs, with_epochs
+
+    victim, what = _methods_victim(quick, device)
+    methods = [("ours", True), ("ours", False), ("ours +repair", True), ("ours +repair", False)] + [
+        (name, bool(m.needs_trigger)) for name, m in METHODS.items() if not name.startswith("ours")]
+    configs = {name: (with_epochs(c, baseline_epochs) if baseline_epochs is not None else c)
+               for name, c in victim_configs(victim).items()}
+    frames = []
+    for n in plan["method_sizes"]:
+        n = min(n, len(victim.splits.unseen))
+        log(f"methods: N={n}: {', '.join(name for name, _ in methods)}")
+        unseen = victim.unseen(n)
+        rows = run_comparison(victim, victim.model, methods=methods, unseen=unseen, configs=configs, n_eval=100,
+                              timing=Timing(repeats=plan["repeats"], warmup=1), device=device)
+        frames.append(rows[rows["bdk"].notna()])
     table = efficiency.time_ratios(pd.concat(frames, ignore_index=True))
-    baselines = ~table["method"].isin(["ours"])
+    baselines = ~table["method"].str.startswith("ours")
     table["goal"] = [GOALS["baseline_over_edit"] if b else math.nan for b in baselines]
     table["meets_goal"] = [bool(r >= GOALS["baseline_over_edit"]) if b else None
                            for b, r in zip(baselines, table["ratio"])]
@@ -143,26 +156,25 @@ def bench_explorer(plan: dict, device: str, quick: bool) -> dict:
     """(3) one update of the γ/λ explorer (edit + evaluation + figure), extraction cached."""
     try:
         from actedit import widgets
+        from actedit.session import EditSession, ExplorerSettings
     except ImportError as err:
         return {"missing": f"actedit.widgets is not available ({err})"}
-    if not hasattr(widgets, "update_seconds"):
-        return {"missing": "actedit.widgets has no update_seconds helper"}
     if quick:
         set_seed(0)
         model = build_model("cnn", num_classes=10, channels=1, size=28).eval()
         x = efficiency.synthetic_images(96, channels=1, size=28, seed=2)
         y = torch.arange(96) % 10
-        session = widgets.EditSession(model, x[:64], y[:64], x[64:], y[64:], device=device, n_eval=None,
+        session = EditSession(model, x[:64], y[:64], x[64:], y[64:], device=device, n_eval=None,
                                       trigger=make_trigger("white", channels=1, size=28), target=2)
-        settings = widgets.ExplorerSettings(n_images=32)
+        settings = ExplorerSettings(n_images=32)
         what = "synthetic data, untrained small CNN (smoke run)"
     else:
         from actedit.experiments import VictimSpec, get_retrained, get_victim
 
         spec = VictimSpec()
-        session = widgets.EditSession.from_victim(get_victim(spec, device=device, progress=False),
+        session = EditSession.from_victim(get_victim(spec, device=device, progress=False),
                                                   get_retrained(spec, device=device, progress=False), device=device)
-        settings = widgets.ExplorerSettings()
+        settings = ExplorerSettings()
         what = "the book's base victim, default explorer settings"
     explorer = widgets.Explorer(session, settings)
     result = {"data": what, "goal_s": GOALS["explorer_update_s"]}
@@ -259,7 +271,7 @@ def markdown(result: dict) -> str:
                          f"{_ok(r['meets_goal'])} |")
         lines.append("")
     if "profile" in result:
-        stages = list(efficiency.PROFILE_STAGES) + ["unattributed", "edit_model"]
+        stages = list(PROFILE_STAGES) + ["unattributed", "edit_model"]
         lines += ["## Where the edit's time goes (median per stage)", "",
                   "| model | N | setting | " + " | ".join(stages) + " |",
                   "|---|---:|---|" + "---:|" * len(stages)]
@@ -278,7 +290,8 @@ def markdown(result: dict) -> str:
         lines += ["| method | N | time | ÷ edit (same setting) | goal met |", "|---|---:|---:|---:|---|"]
         for r in mt["rows"]:
             ratio = r.get("ratio")
-            lines.append(f"| {r['name']} | {r['n']} | {_s(r['seconds'])} | "
+            setting = "BDK" if r["bdk"] else "¬BDK"
+            lines.append(f"| {r['method']} ({setting}) | {r['samples']} | {_s(r['seconds'])} | "
                          f"{'–' if ratio is None else f'{ratio:.1f}×'} | {_ok(r.get('meets_goal'))} |")
         lines.append("")
     if "explorer" in result:

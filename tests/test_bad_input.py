@@ -2,7 +2,6 @@
 ValueError/TypeError naming the problem, and the caller's model — and images — are left exactly as they were."""
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -17,15 +16,9 @@ from actedit.models import MODELS, build_model
 from actedit.repair import RepairConfig, repair
 from actedit.seeding import generator
 from actedit.triggers import TRIGGERS, make_trigger
+from conftest import fingerprint  # noqa: E402
 
 
-def fingerprint(model: nn.Module) -> tuple[str, tuple[bool, ...]]:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest(), tuple(m.training for m in model.modules())
 
 
 def victim() -> nn.Module:

@@ -1,52 +1,42 @@
 """Tests of actedit.baselines: one calling convention, copies only, configs respected, 1 and 3 channels."""
 import copy
-import hashlib
 import math
+from dataclasses import replace
 
 import pytest
 import pandas as pd
 import torch
 from torch import nn
 
-from actedit.baselines import (BASELINES, BDK, CONFIGS, ActFTConfig, BaEraserConfig, BasicFTConfig, Features,
-                               NADConfig, act_ft, attention_loss, attention_map, ba_eraser, basic_ft, nad,
-                               penultimate_layer, retrain, stage_layers)
-from actedit.experiments import VictimSpec
+from actedit.baselines import (ActFTConfig, BaEraserConfig, BasicFTConfig, Features, NADConfig, act_ft,
+                               attention_loss, attention_map, ba_eraser, basic_ft, nad, penultimate_layer, stage_layers)
+from actedit.experiments import METHODS, VictimSpec, run_method, victim_configs, with_epochs
 from actedit.models import SmallCNN, build_model
+from actedit.training import TrainConfig
 from actedit.triggers import make_trigger
+from conftest import fingerprint, no_hooks, tiny_data, tiny_model, tiny_victim  # noqa: E402
+
+BASELINES = [name for name in METHODS if not name.startswith("ours")]
+QUICK = TrainConfig(epochs=1, lr=0.05, batch_size=8)
 
 
-def state_hash(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
-def tiny_model(channels: int) -> nn.Module:
-    torch.manual_seed(0)
-    return SmallCNN(channels, num_classes=4, width=4)
 
 
-def tiny_data(channels: int, n: int = 24, size: int = 16):
-    g = torch.Generator().manual_seed(1)
-    return torch.rand(n, channels, size, size, generator=g), torch.arange(n) % 4
 
 
-def quick_config(name: str, **changes):
-    """One short epoch of each method; BaEraser's target must be a class of the tiny model."""
-    base = {"actFT": ActFTConfig(epochs=1, lr=0.05, batch_size=8),
-            "BaEraser": BaEraserConfig(target=1, epochs=1, lr=0.05, batch_size=8),
-            "basicFT": BasicFTConfig(epochs=1, lr=0.05, batch_size=8),
-            "NAD": NADConfig(teacher=BasicFTConfig(epochs=1, lr=0.05, batch_size=8), epochs=1, lr=0.05,
-                             batch_size=8)}[name]
-    return type(base)(**{**base.__dict__, **changes})
+def quick_config(name: str, **train_changes):
+    """One short epoch of each method (``train_changes`` alter it); BaEraser's target must be a class of the tiny
+    model."""
+    train = replace(QUICK, **train_changes)
+    return {"actFT": ActFTConfig(train=train), "BaEraser": BaEraserConfig(target=1, train=train),
+            "basicFT": BasicFTConfig(train=train), "NAD": NADConfig(teacher=BasicFTConfig(train=train), train=train)}[name]
 
 
 def run(name: str, model: nn.Module, images, labels, **changes) -> nn.Module:
     trigger = make_trigger("white", channels=images.shape[1], size=images.shape[-1])
-    return BASELINES[name](model, images, labels, trigger=trigger, config=quick_config(name, **changes))
+    return run_method(name, model, images, labels, trigger=trigger, config=quick_config(name, **changes))
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -54,12 +44,12 @@ def run(name: str, model: nn.Module, images, labels, **changes) -> nn.Module:
 def test_returns_a_changed_copy_and_leaves_the_victim_bitwise_unchanged(name, channels):
     victim = tiny_model(channels).eval()
     images, labels = tiny_data(channels)
-    before = state_hash(victim)
+    before = fingerprint(victim)
     out = run(name, victim, images, labels)
     assert out is not victim
-    assert state_hash(victim) == before
+    assert fingerprint(victim) == before
     assert not victim.training and not out.training          # the caller's mode is kept on the copy
-    assert state_hash(out) != before
+    assert fingerprint(out) != before
     assert out(images[:2]).shape == (2, 4)
 
 
@@ -70,7 +60,7 @@ def test_zero_epochs_or_zero_lr_returns_an_identical_model(name, zero):
     images, labels = tiny_data(1)
     out = run(name, victim, images, labels, **zero)
     assert out is not victim
-    assert state_hash(out) == state_hash(victim)
+    assert fingerprint(out) == fingerprint(victim)
     assert out.training
 
 
@@ -78,7 +68,7 @@ def test_zero_epochs_or_zero_lr_returns_an_identical_model(name, zero):
 def test_deterministic(name):
     victim = tiny_model(1)
     images, labels = tiny_data(1)
-    assert state_hash(run(name, victim, images, labels)) == state_hash(run(name, victim, images, labels))
+    assert fingerprint(run(name, victim, images, labels)) == fingerprint(run(name, victim, images, labels))
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
@@ -86,29 +76,40 @@ def test_no_hook_is_left_behind(name):
     victim = tiny_model(1)
     images, labels = tiny_data(1)
     out = run(name, victim, images, labels)
-    for module in list(out.modules()) + list(victim.modules()):
-        assert not module._forward_hooks and not module._forward_pre_hooks
+    assert no_hooks(out) and no_hooks(victim)
 
 
 def test_bdk_methods_require_the_trigger_and_others_ignore_it():
     victim = tiny_model(1)
     images, labels = tiny_data(1)
-    for name, method in BASELINES.items():
-        if BDK[name]:
+    for name in BASELINES:
+        method = METHODS[name]
+        if method.needs_trigger:
             with pytest.raises(ValueError, match="trigger"):
-                method(victim, images, labels, config=quick_config(name))
+                method.run(victim, images, labels, config=quick_config(name))
+            with pytest.raises(ValueError, match="trigger"):
+                run_method(name, victim, images, labels, config=quick_config(name))
         else:
-            a = method(victim, images, labels, config=quick_config(name))
+            a = method.run(victim, images, labels, config=quick_config(name))
             b = run(name, victim, images, labels)
-            assert state_hash(a) == state_hash(b)
+            assert fingerprint(a) == fingerprint(b)
 
 
 def test_configs_registry_and_validation():
-    assert set(CONFIGS) == set(BASELINES) == set(BDK)
+    assert set(METHODS) == {"ours", "ours +repair", "actFT", "BaEraser", "basicFT", "NAD"}
+    assert {name: METHODS[name].needs_trigger for name in BASELINES} == {"actFT": True, "BaEraser": True,
+                                                                         "basicFT": False, "NAD": False}
     for bad in ({"epochs": -1}, {"lr": math.nan}, {"batch_size": 0}, {"lr": -0.1}):
-        for name, cls in CONFIGS.items():
-            with pytest.raises(ValueError, match=cls.__name__):
-                cls(**bad)
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    for name in BASELINES:
+        cls = type(METHODS[name].config)
+        with pytest.raises(TypeError, match=f"{cls.__name__}.train"):
+            cls(train={"epochs": 1})
+        assert with_epochs(METHODS[name].config, 7).train.epochs == 7
+    assert with_epochs(NADConfig(), 2).teacher.train.epochs == 2
+    with pytest.raises(ValueError, match="unknown method"):
+        run_method("retraining", tiny_model(1), *tiny_data(1))
     with pytest.raises(ValueError, match="betas"):
         NADConfig(betas=())
     with pytest.raises(ValueError, match="layers"):
@@ -131,14 +132,17 @@ def test_invalid_inputs_are_refused_before_any_work():
     with pytest.raises(TypeError, match="nn.Module"):
         basic_ft("model", images, labels)
     with pytest.raises(ValueError, match="not a class"):
-        ba_eraser(victim, images, labels, trigger=lambda x: x, config=BaEraserConfig(target=7, batch_size=8))
+        ba_eraser(victim, images, labels, trigger=lambda x: x, config=BaEraserConfig(target=7, train=QUICK))
 
 
-def test_basic_ft_config_like_copies_a_recipe():
-    recipe = VictimSpec(epochs=5, lr=0.3).train_config()
-    config = BasicFTConfig.like(recipe)
-    assert (config.epochs, config.lr, config.batch_size) == (5, 0.3, recipe.batch_size)
-    assert BasicFTConfig.like(recipe, epochs=1).epochs == 1
+def test_default_configs_follow_the_victim_recipe():
+    victim = tiny_victim()
+    configs = victim_configs(victim)
+    recipe = victim.spec.train_config()
+    assert configs["basicFT"].train == recipe and configs["NAD"].teacher == configs["basicFT"]
+    assert configs["NAD"].train == TrainConfig(epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size)
+    assert configs["BaEraser"].target == victim.spec.target
+    assert BasicFTConfig().train == VictimSpec().train_config()     # the book's victim recipe
 
 
 def test_attention_map_matches_the_nad_reference_formula():
@@ -158,10 +162,10 @@ def test_nad_uses_a_given_teacher_and_leaves_it_unchanged():
     images, labels = tiny_data(1)
     config = quick_config("NAD")
     teacher = basic_ft(victim, images, labels, config=config.teacher)
-    before = state_hash(teacher)
+    before = fingerprint(teacher)
     given = nad(victim, images, labels, config=config, teacher=teacher)
-    assert state_hash(teacher) == before and teacher.training == victim.training
-    assert state_hash(given) == state_hash(nad(victim, images, labels, config=config))
+    assert fingerprint(teacher) == before and teacher.training == victim.training
+    assert fingerprint(given) == fingerprint(nad(victim, images, labels, config=config))
 
 
 def test_stage_and_penultimate_layers_by_name():
@@ -181,7 +185,7 @@ def test_features_keeps_the_graph_and_removes_hooks_on_error():
     with pytest.raises(RuntimeError, match="boom"):
         with Features(net, ["1", "3"], input=False):
             raise RuntimeError("boom")
-    assert all(not m._forward_hooks for m in net.modules())
+    assert no_hooks(net)
     with Features(net, ["3"], input=True) as f:
         net(torch.rand(2, 1, 4, 4)).sum().backward()
     assert f["3"].shape == (2, 8) and f["3"].grad_fn is not None
@@ -202,70 +206,52 @@ def test_act_ft_magnifies_the_unlearning_trigger():
 
     victim = tiny_model(1)
     images, labels = tiny_data(1)
-    act_ft(victim, images, labels, trigger=Spy(), config=ActFTConfig(epochs=1, batch_size=8))
+    act_ft(victim, images, labels, trigger=Spy(), config=ActFTConfig(train=QUICK))
     assert calls == [3.0]
-    ba_eraser(victim, images, labels, trigger=Spy(), config=BaEraserConfig(target=1, batch_size=8))
+    ba_eraser(victim, images, labels, trigger=Spy(), config=BaEraserConfig(target=1, train=QUICK))
     assert calls == [3.0]                                    # BaEraser uses the trigger as given (magnify = 1)
 
 
-def test_retrain_is_get_retrained(monkeypatch):
-    seen = {}
-
-    def fake(spec, **kwargs):
-        seen.update(spec=spec, **kwargs)
-        return "R"
-
-    monkeypatch.setattr("actedit.baselines.retraining.get_retrained", fake)
-    assert retrain(VictimSpec(seed=3)) == "R" and seen["spec"].seed == 3
-    with pytest.raises(TypeError, match="VictimSpec"):
-        retrain("spec")
-
-
-def tiny_victim(channels: int = 1):
-    from actedit.data import ImageSet, Splits
-    from actedit.experiments import Victim
-    from actedit.poisoning import PoisonConfig, poison
-
-    g = torch.Generator().manual_seed(2)
-
-    def part(n):
-        return ImageSet(torch.rand(n, channels, 16, 16, generator=g), torch.arange(n) % 4)
-
-    splits = Splits(name="tiny", num_classes=4, channels=channels, size=16, top_k=1,
-                    class_names=("a", "b", "c", "d"), train=part(40), unseen=part(24), test=part(20))
-    trigger = make_trigger("white", channels=channels, size=16)
-    spec = VictimSpec(dataset="fashion-mnist", target=1, epochs=1, batch_size=8)
-    poisoned = poison(splits.train, trigger, PoisonConfig(rate=0.1, target=1))
-    return Victim(spec, tiny_model(channels).eval(), splits, trigger, trigger.magnified(3), poisoned)
 
 
 def test_run_comparison_scores_every_method_and_leaves_the_victim_alone():
-    from actedit.baselines import METHODS, run_comparison, victim_configs
+    from actedit.experiments import run_comparison
+    from actedit.paper import TABLE_METHODS
 
     victim = tiny_victim()
-    before = state_hash(victim.model)
+    before = fingerprint(victim.model)
     configs = victim_configs(victim)
-    assert configs["BaEraser"].target == 1 and configs["basicFT"].epochs == 1 and configs["NAD"].epochs == 1
-    fast = {"actFT": ActFTConfig(batch_size=8), "BaEraser": BaEraserConfig(target=1, batch_size=8)}
+    assert configs["BaEraser"].target == 1 and configs["basicFT"].train.epochs == 1 and configs["NAD"].train.epochs == 1
+    fast = {"actFT": ActFTConfig(train=replace(ActFTConfig().train, batch_size=8)),
+            "BaEraser": BaEraserConfig(target=1, train=replace(BaEraserConfig().train, batch_size=8))}
     rows = run_comparison(victim, tiny_model(1).eval(), n_ours=8, n_baselines=16, configs=fast, n_eval=12)
-    assert state_hash(victim.model) == before
-    assert list(rows["method"]) == ["victim", "retrained"] + [m for m, _ in METHODS]
+    assert fingerprint(victim.model) == before
+    assert list(rows["method"]) == ["victim", "retrained"] + [m for m, _ in TABLE_METHODS]
     assert rows["score"].iloc[:2].isna().all()
     assert (rows["score"].iloc[2:].notna() == (rows["asr"].iloc[0] > 0)).all()    # Eq. 6 needs ASR^V > 0
     assert list(rows["samples"].iloc[2:]) == [16, 16, 8, 16, 16, 8]
     assert set(rows.columns) == {"method", "bdk", "samples", "asr", "acc", "ctca", "score", "seconds"}
     with pytest.raises(ValueError, match="unknown method"):
         run_comparison(victim, victim.model, methods=[("ours", None)])
+    with pytest.raises(ValueError, match="unknown method"):
+        run_comparison(victim, victim.model, methods=[("NAD", True)])     # NAD works without δ
+    # the edit + repair and timing options of Tables 6/7: every method on one given D_U, the edit timed repeatedly
+    from actedit.experiments import Timing
+    x, y = victim.unseen(12)
+    timed_rows = run_comparison(victim, tiny_model(1).eval(), methods=[("ours", True), ("ours +repair", False)],
+                                unseen=(x, y), timing=Timing(repeats=3, warmup=1), n_eval=12)
+    assert list(timed_rows["samples"].iloc[2:]) == [12, 12] and (timed_rows["seconds"].iloc[2:] > 0).all()
 
 
 def test_run_comparison_through_a_cache_trains_each_baseline_once(tmp_path, monkeypatch):
-    import actedit.baselines.comparison as comparison
-    from actedit.baselines import run_comparison
+    import actedit.experiments as experiments
     from actedit.cache import Cache
+    from actedit.experiments import run_comparison
 
     victim = tiny_victim()
     reference = tiny_model(1).eval()
-    fast = {"actFT": ActFTConfig(batch_size=8), "BaEraser": BaEraserConfig(target=1, batch_size=8)}
+    fast = {"actFT": ActFTConfig(train=replace(ActFTConfig().train, batch_size=8)),
+            "BaEraser": BaEraserConfig(target=1, train=replace(BaEraserConfig().train, batch_size=8))}
     kwargs = dict(n_ours=8, n_baselines=16, configs=fast, n_eval=12)
     plain = run_comparison(victim, reference, **kwargs)
     first = run_comparison(victim, reference, cache=Cache(tmp_path), **kwargs)
@@ -273,10 +259,9 @@ def test_run_comparison_through_a_cache_trains_each_baseline_once(tmp_path, monk
     pd.testing.assert_frame_equal(first[columns], plain[columns])   # caching changes no number
 
     calls = []
-    for name, method in list(comparison._RUN.items()):
-        monkeypatch.setitem(comparison._RUN, name, lambda model, *a, _n=name, **k: (calls.append(_n),
-                                                                                    copy.deepcopy(model))[1])
-    monkeypatch.setattr(comparison, "nad", lambda model, *a, **k: (calls.append("NAD"), copy.deepcopy(model))[1])
+    for name in BASELINES:
+        fake = lambda model, *a, _n=name, **k: (calls.append(_n), copy.deepcopy(model))[1]  # noqa: E731
+        monkeypatch.setitem(experiments.METHODS, name, replace(experiments.METHODS[name], run=fake))
     again = run_comparison(victim, reference, cache=Cache(tmp_path), **kwargs)
     assert calls == []                                                 # every baseline came from the cache
     pd.testing.assert_frame_equal(again[columns], first[columns])
@@ -303,12 +288,12 @@ def test_fit_cached_trains_once_per_model_data_and_recipe(tmp_path, monkeypatch)
     initial = copy.deepcopy(first)
     meta = fit_cached(first, images, labels, config=config, key={"name": "demo"}, cache=Cache(tmp_path),
                       progress=False)
-    assert len(meta["seconds"]) == 1 and state_hash(first) != state_hash(initial)
+    assert len(meta["seconds"]) == 1 and fingerprint(first) != fingerprint(initial)
 
     monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("trained although cached"))
     second = copy.deepcopy(initial)
     fit_cached(second, images, labels, config=config, key={"name": "demo"}, cache=Cache(tmp_path), progress=False)
-    assert state_hash(second) == state_hash(first)
+    assert fingerprint(second) == fingerprint(first)
 
     for changed in ({"images": images.flip(0)}, {"config": TrainConfig(epochs=2, batch_size=8)}):
         with pytest.raises(pytest.fail.Exception, match="trained although cached"):
@@ -323,7 +308,7 @@ def test_score_table_and_best_methods_from_tidy_frames():
     import pandas as pd
 
     from actedit import paper
-    from actedit.baselines import best_methods, score_table
+    from actedit.report import best_methods, score_table
 
     p3 = paper.table3()
     assert (best_methods(p3, "trigger", True) == "ours").sum() == 7          # the paper: 7 of 8 under BDK

@@ -102,66 +102,31 @@ def test_forward_pass_restores_the_mode_and_update_changes_only_bn_statistics():
 
 
 def test_profile_edit_reports_every_stage_and_leaves_the_model_alone():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from edit_profile import PROFILE_STAGES, profile_edit
+
     model = _tiny()
     before = _digest(model)
     images = efficiency.synthetic_images(6, channels=1, size=16)
-    stages = efficiency.profile_edit(model, images, trigger=make_trigger("white", channels=1, size=16), repeats=1)
-    assert list(stages)[:len(efficiency.PROFILE_STAGES)] == list(efficiency.PROFILE_STAGES)
+    stages = profile_edit(model, images, trigger=make_trigger("white", channels=1, size=16), repeats=1)
+    assert list(stages)[:len(PROFILE_STAGES)] == list(PROFILE_STAGES)
     assert {"sum_of_stages", "edit_model", "unattributed"} <= set(stages)
-    assert all(_is_seconds(stages[k]) for k in efficiency.PROFILE_STAGES + ("edit_model",))
+    assert all(_is_seconds(stages[k]) for k in PROFILE_STAGES + ("edit_model",))
     assert math.isclose(stages["unattributed"], stages["edit_model"] - stages["sum_of_stages"])
     assert _digest(model) == before
-    no_trigger = efficiency.profile_edit(model, images, repeats=1, clock="cpu")
+    no_trigger = profile_edit(model, images, repeats=1, clock="cpu")
     assert no_trigger["trigger"] == 0.0
     with pytest.raises(ValueError, match="clock"):
-        efficiency.profile_edit(model, images, clock="gpu")
+        profile_edit(model, images, clock="gpu")
 
 
-def test_method_suite_has_ours_and_the_baselines_with_reduced_schedules():
-    trigger = make_trigger("white", channels=1, size=16)
-    suite = efficiency.method_suite(trigger, target=1, baseline_epochs=0)
-    names = [m.name for m in suite]
-    assert names[:4] == ["ours (BDK)", "ours (¬BDK)", "ours (BDK) +repair", "ours (¬BDK) +repair"]
-    assert {"actFT", "BaEraser", "basicFT", "NAD"} <= set(names)
-    assert {m.name: m.bdk for m in suite}["BaEraser"] is True and {m.name: m.bdk for m in suite}["NAD"] is False
-    chosen = efficiency.method_suite(trigger, include=["NAD", "ours (¬BDK)"])
-    assert [m.name for m in chosen] == ["ours (¬BDK)", "NAD"]
-    with pytest.raises(ValueError, match="unknown"):
-        efficiency.method_suite(trigger, include=["retraining"])
-
-
-def test_adjusted_replaces_fields_recursively_and_ignores_none():
-    from actedit.baselines import BaEraserConfig, NADConfig
-
-    nad = efficiency._adjusted(NADConfig(), epochs=1)
-    assert nad.epochs == 1 and nad.teacher.epochs == 1
-    assert efficiency._adjusted(BaEraserConfig(), target=7, epochs=None).target == 7
-    assert efficiency._adjusted(NADConfig(), epochs=None) == NADConfig()
-
-
-def test_compare_methods_and_time_ratios():
-    model = _tiny()
-    before = _digest(model)
-    images = efficiency.synthetic_images(8, channels=1, size=16)
-    labels = torch.arange(8) % 3
-    trigger = make_trigger("white", channels=1, size=16)
-    suite = efficiency.method_suite(trigger, target=0, baseline_epochs=1,
-                                    include=["ours (BDK)", "ours (¬BDK)", "ours (BDK) +repair", "basicFT"])
-    times, models = efficiency.compare_methods(model, images, labels, suite, edit_repeats=2)
-    assert list(times["name"]) == [m.name for m in suite] and set(models) == set(times["name"])
-    assert all(isinstance(m, nn.Module) and m is not model for m in models.values())
-    assert [len(r) for r in times["runs"]] == [2, 2, 1, 1]
-    assert _digest(model) == before
+def test_time_ratios_divide_by_the_edit_of_the_same_setting_and_size():
+    times = pd.DataFrame([{"method": m, "bdk": b, "samples": n, "seconds": s} for m, b, n, s in (
+        ("ours", True, 5, 0.5), ("ours", False, 5, 0.25), ("ours +repair", True, 5, 2.0), ("NAD", False, 5, 5.0),
+        ("NAD", False, 50, 5.0))])
     ratios = efficiency.time_ratios(times)
-    edit = ratios.set_index("name")
-    assert edit.loc["ours (BDK)", "ratio"] == 1.0 and edit.loc["ours (¬BDK)", "ratio"] == 1.0
-    assert edit.loc["basicFT", "edit_seconds"] == edit.loc["ours (¬BDK)", "seconds"]
-    assert edit.loc["ours (BDK) +repair", "edit_seconds"] == edit.loc["ours (BDK)", "seconds"]
-
-
-def test_time_ratios_is_nan_without_a_matching_edit():
-    times = pd.DataFrame([{"name": "NAD", "method": "NAD", "bdk": False, "repair": False, "n": 5, "seconds": 2.0}])
-    assert math.isnan(efficiency.time_ratios(times)["ratio"].iloc[0])
+    assert ratios["ratio"].iloc[:4].tolist() == [1.0, 1.0, 4.0, 20.0]
+    assert math.isnan(ratios["ratio"].iloc[4])       # no edit at N = 50
 
 
 def test_quick_benchmark_writes_well_formed_json(tmp_path):
@@ -177,14 +142,18 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path):
     assert edit and {"model", "n", "bdk", "forward_s", "edit_s", "ratio", "cpu_ratio", "meets_goal"} <= set(edit[0])
     assert {r["n"] for r in edit} == set(result["plan"]["sizes"])
     assert all(isinstance(r["meets_goal"], bool) for r in edit)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from edit_profile import PROFILE_STAGES
+
     for row in result["profile"]:
-        assert set(efficiency.PROFILE_STAGES) <= set(row["stages"])
+        assert set(PROFILE_STAGES) <= set(row["stages"])
     methods = result["methods"]
     assert methods["baselines_missing"] == []
-    names = {r["name"] for r in methods["rows"]}
-    assert {"ours (BDK)", "ours (¬BDK)", "actFT", "BaEraser", "basicFT", "NAD"} <= names
+    names = {(r["method"], r["bdk"]) for r in methods["rows"]}
+    assert {("ours", True), ("ours", False), ("ours +repair", True), ("actFT", True), ("BaEraser", True),
+            ("basicFT", False), ("NAD", False)} <= names
     for r in methods["rows"]:
         assert isinstance(r["seconds"], float) and isinstance(r["ratio"], float)
-        assert r["meets_goal"] is None if r["method"] == "ours" else isinstance(r["meets_goal"], bool)
+        assert r["meets_goal"] is None if r["method"].startswith("ours") else isinstance(r["meets_goal"], bool)
     explorer = result["explorer"]
     assert "missing" in explorer or {"numbers_only", "with_figure", "meets_goal"} <= set(explorer)

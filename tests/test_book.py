@@ -163,7 +163,7 @@ def _expected_outputs(page: str) -> dict[str, int]:
     """Figures, tables and widget views the executed notebook behind ``page`` produced."""
     notebook = ROOT / page.removesuffix(".html")
     notebook = notebook.with_suffix(".ipynb")
-    counts = {"img": 0, "table": 0, "widget": 0}
+    counts = {"img": 0, "table": 0, "widget": 0, "rows": 0}
     if not notebook.is_file():
         return counts
     for cell in json.loads(notebook.read_text())["cells"]:
@@ -179,6 +179,7 @@ def _expected_outputs(page: str) -> dict[str, int]:
                 counts["widget"] += 1
             elif "<table" in html:
                 counts["table"] += 1
+                counts["rows"] += html.count("<tr")
     return counts
 
 
@@ -236,6 +237,29 @@ def test_page_renders_math_figures_tables_and_widgets(page, rendered):
         rendered_widgets = sum("jupyter-widgets" in c or "lm-Widget" in c for c in parser.classes)
         assert rendered_widgets >= expected["widget"], (
             f"{page}: {expected['widget']} widget views, {rendered_widgets} rendered by the offline widget manager")
+
+
+def _summary_first() -> list[str]:
+    pages = _pages()
+    return sorted(pages, key=lambda page: not page.endswith("16_summary.html"))
+
+
+@needs_book
+@pytest.mark.parametrize("page", _summary_first())
+def test_results_tables_render_with_their_rows(page, rendered):
+    """Every results table a chapter produced is a rendered <table> on its page, with all its rows."""
+    _, dom, _, _ = rendered[page]
+    expected = _expected_outputs(page)
+    if page.endswith("16_summary.html"):
+        from actedit.summary import CLAIMS
+        tables = re.findall(r'<table[^>]*class="actedit-summary".*?</table>', dom, flags=re.S)
+        assert tables, f"{page}: the claims are not a rendered <table>"
+        body = re.search(r"<tbody>(.*?)</tbody>", tables[0], flags=re.S)
+        assert body and body.group(1).count("<tr") == len(CLAIMS), f"{page}: not one row per claim"
+        assert "| claim |" not in dom, f"{page}: raw Markdown table text on the page"
+        assert expected["table"] >= 3, f"{page}: counts, claims and checks should be three tables"
+    rows = dom.count("<tr")
+    assert rows >= expected["rows"], f"{page}: the notebook's tables have {expected['rows']} rows, the page {rows}"
 
 
 @needs_book

@@ -7,6 +7,7 @@ from torch import nn
 
 from actedit.capture import RunningMean, Trace, TraceDict, get_module
 from actedit.seeding import generator
+from conftest import no_hooks  # noqa: E402
 
 
 def net() -> nn.Sequential:
@@ -20,8 +21,6 @@ def batches() -> list[torch.Tensor]:
     return [torch.rand(n, 2, 6, 6, generator=g) for n in (3, 7, 1, 5)]   # unequal batch sizes
 
 
-def no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def test_get_module_by_dotted_name():

@@ -4,7 +4,6 @@ Also home of :func:`tiny_victim`, the few-second backdoored model that tests/tes
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from functools import lru_cache
 
@@ -20,6 +19,7 @@ from actedit.poisoning import PoisonConfig, poison
 from actedit.seeding import generator, set_seed
 from actedit.training import TrainConfig, fit
 from actedit.triggers import make_trigger
+from conftest import fingerprint  # noqa: E402
 
 TARGET = 2
 SIZE = 28
@@ -52,12 +52,6 @@ def tiny_victim(poisoned: bool = True) -> torch.nn.Module:
     return model.eval()
 
 
-def state_hash(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ the score
@@ -136,10 +130,10 @@ def test_config_needs_an_edit_config():
 @pytest.mark.slow
 def test_backdoored_model_is_flagged_with_its_target():
     model = tiny_victim(True)
-    before = state_hash(model)
+    before = fingerprint(model)
     x, y = synthetic(300, seed=2)
     result = detect(model, x, y, num_classes=10)
-    assert state_hash(model) == before                      # the caller's model is untouched
+    assert fingerprint(model) == before                      # the caller's model is untouched
     assert result.suspected == TARGET
     assert result.backdoor and result.score > result.threshold
     assert result.drops[TARGET] == pytest.approx(result.acc_before[TARGET] - result.acc_after[TARGET])

@@ -2,7 +2,6 @@
 example, the layer-list readings, BatchNorm modes, and the edit on a model it has never seen."""
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import replace
 
@@ -15,24 +14,15 @@ from actedit.capture import TraceDict
 from actedit.edit import (ACTIVATIONS, BN_MODES, LAYER_SELECTIONS, POOLINGS, EditConfig, compute_factors, edit_model,
                           extract, select_layers)
 from actedit.seeding import generator
+from conftest import fingerprint, no_hooks  # noqa: E402
 
 IDENTITY = EditConfig(gamma=0.0, lam=1.0, bn="frozen")
 
 
 # ------------------------------------------------------------------------------------------------- helpers
 
-def fingerprint(model: nn.Module) -> tuple[str, tuple[bool, ...]]:
-    """SHA-256 over every parameter and buffer (names, dtypes, shapes, bytes) and the train/eval flags."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict(keep_vars=False).items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest(), tuple(m.training for m in model.modules())
 
 
-def no_hooks(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def bn_cnn(channels: int = 1, classes: int = 4, seed: int = 0) -> nn.Sequential:
@@ -115,6 +105,25 @@ def test_default_edit_changes_exactly_the_selected_weights():
             assert not same, name
         else:
             assert same, f"{name} ({type(modules[owner]).__name__}) changed but is not in L"
+
+
+def test_return_factors_gives_the_same_model_and_the_factors_of_every_edited_layer():
+    net = bn_cnn()
+    alone = edit_model(net, images(), trigger=white_corner)
+    edited, factors = edit_model(net, images(), trigger=white_corner, return_factors=True)
+    assert fingerprint(edited) == fingerprint(alone)
+    assert list(factors) == select_layers(net, EditConfig().layers)
+    modules = dict(net.named_modules())
+    for name, lf in factors.items():   # Eq. 5: edited weight = victim weight · A_l
+        assert torch.allclose(dict(edited.named_modules())[name].weight, modules[name].weight * lf.factor)
+
+
+def test_mixed_modes_are_kept_per_module():
+    net = bn_cnn().eval()
+    net[1].train()                     # one BatchNorm in train mode, the rest in eval mode
+    before = fingerprint(net)
+    edited = edit_model(net, images(), trigger=white_corner)
+    assert fingerprint(net) == before and fingerprint(edited)[1] == before[1]
 
 
 # ------------------------------------------------------------------------------------------ hooks and errors
@@ -484,3 +493,53 @@ def test_copy_keeps_mixed_modes():
     edited = edit_model(net, images(), trigger=white_corner)
     assert fingerprint(net) == before
     assert [m.training for m in edited.modules()] == [m.training for m in net.modules()]
+
+
+# --- models outside the built-ins: channels-last Linear layers, computed weights, layers the forward never calls ---
+
+class _ChannelsLast(nn.Module):
+    """A ConvNeXt-style block: a Linear applied to [N, H, W, C] (features on the last axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 6, 3, padding=1)
+        self.mlp = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mlp(self.stem(x).permute(0, 2, 3, 1))          # [N, H, W, 6]
+        return self.head(h.mean(dim=(1, 2)))
+
+
+def test_linear_on_channels_last_input_is_pooled_per_feature():
+    torch.manual_seed(0)
+    net, x = _ChannelsLast().eval(), torch.rand(4, 1, 8, 8, generator=generator(0))
+    config = EditConfig(layers=("mlp",))
+    extraction = edit_mod.extract(net, x, config=config)
+    factor = compute_factors(extraction, config)["mlp"].factor
+    # the factor of output unit j must come from feature j's mean activation (Eq. 2-4), not from image rows
+    expected = compute_factors(replace(extraction, activations={"mlp": extraction.activations["mlp"].mean(dim=(0, 1))}),
+                               config)["mlp"].factor
+    assert factor.shape == (6, 1)
+    assert torch.allclose(factor, expected)
+
+
+def test_computed_weights_are_not_editable():
+    net = nn.Sequential(nn.Flatten(), nn.utils.parametrizations.weight_norm(nn.Linear(16, 8)), nn.ReLU(),
+                        nn.Linear(8, 3))
+    assert "1" not in select_layers(net, "params") + select_layers(net, "modules")
+    with pytest.raises(ValueError, match="no weight parameter"):
+        select_layers(net, ("1",))
+
+
+def test_a_layer_the_forward_never_calls_is_named():
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.aux = nn.Linear(16, 3), nn.Linear(16, 400)
+
+        def forward(self, x):
+            return self.body(x.flatten(1))
+
+    with pytest.raises(ValueError, match="'aux'.*never called"):
+        edit_model(Unused(), torch.rand(4, 1, 4, 4), config=EditConfig(layers=("aux",)))

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from actedit import paper
-from actedit.report import (Check, aggregate, check_params, draw_unseen, edit_pattern, fmt, list_of, not_run, number,
-                            optional, evaluate_victim, run_edit_grid, side_by_side, wide, within)
+from actedit.experiments import draw_unseen, eval_index, run_edit_grid
+from actedit.params import Check, check_params, list_of, number, optional
+from actedit.report import aggregate, edit_pattern, fmt, not_run, side_by_side, wide, within
+from conftest import fingerprint, tiny_victim
 
 # ------------------------------------------------------------------------------------------------------------------
 # paper
@@ -240,63 +242,48 @@ def test_edit_pattern_on_the_papers_rows():
     assert partial.set_index("claim")["holds"]["BDK +repair: ASR ≤ 10 %"] is None
 
 
-class _Splits:
-    def __init__(self, unseen, test):
-        self.unseen, self.test = unseen, test
-
-
-class _Victim:
-    """The parts of actedit.experiments.Victim that run_edit_grid uses."""
-
-    def __init__(self):
-        from actedit.data import ImageSet
-        from actedit.metrics import evaluate
-        torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                                         torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).eval()
-        make = lambda n: ImageSet(torch.rand(n, 1, 8, 8), torch.arange(n) % 3)  # noqa: E731
-        self.splits = _Splits(make(16), make(12))
-        self.splits.top_k, self.splits.num_classes = 1, 3
-        self.spec = type("Spec", (), {"target": 2})()
-        self.trigger = self.verify_trigger = lambda x: torch.cat([x[..., :6, :], torch.ones_like(x[..., 6:, :])], -2)
-        self._evaluate = evaluate
-
-    def evaluate(self, model=None, *, device="cpu"):
-        t = self.splits.test
-        return self._evaluate(model or self.model, t.images, t.labels, trigger=self.verify_trigger, target=2,
-                              num_classes=3, device=device)
-
-
 def _counts_of(percent: float, n: int) -> bool:
     """True when ``percent`` is k/n · 100 for an integer k: the metric was computed on n images."""
     return abs(percent * n / 100 - round(percent * n / 100)) < 1e-4
 
 
-def test_evaluate_victim_subset():
-    victim = _Victim()
-    full = evaluate_victim(victim)
-    assert full == victim.evaluate() == evaluate_victim(victim, n_eval=100)
-    part = evaluate_victim(victim, n_eval=5)
-    assert part == evaluate_victim(victim, n_eval=5)     # the same fixed subset every time
+def test_victim_evaluate_on_the_one_subset():
+    victim = tiny_victim()
+    full = victim.evaluate()
+    assert full == victim.evaluate(n_eval=100) == victim.evaluate(victim.model, None)
+    part = victim.evaluate(n_eval=5)
+    assert part == victim.evaluate(n_eval=5)     # the same fixed subset every time
     assert _counts_of(part["acc"], 5)
+    index = eval_index(20, 5)
+    assert index.tolist() == sorted(index.tolist()) and len(set(index.tolist())) == 5
+    assert eval_index(20, 5).tolist() == index.tolist() and eval_index(20, None) == slice(None)
     with pytest.raises(ValueError, match="n_eval"):
-        evaluate_victim(victim, n_eval=0)
+        victim.evaluate(n_eval=0)
+
+
+def test_victim_spec_from_params_takes_the_spec_fields_only():
+    from actedit.experiments import VictimSpec
+
+    params = {"dataset": "mnist", "model": "cnn", "epochs": None, "seeds": [0, 1], "n_eval": 100, "train_limit": 800}
+    assert VictimSpec.from_params(params, seed=1) == VictimSpec(dataset="mnist", seed=1, train_limit=800)
+    with pytest.raises(TypeError):
+        VictimSpec.from_params({"dataset": "mnist"}, dataset="cifar10")   # a field given twice
 
 
 def test_run_edit_grid_records_and_leaves_the_victim_alone():
-    victim = _Victim()
-    state = {k: v.clone() for k, v in victim.model.state_dict().items()}
+    victim = tiny_victim()
+    before = fingerprint(victim.model)
     runs = run_edit_grid(victim, samples=[4, 8], seeds=[0, 1], repair_lrs=[1e-3])
     assert list(runs.columns) == ["seed", "samples", "bdk", "state", "lr", "asr", "acc", "ctca", "seconds"]
     assert len(runs) == 2 * 2 * 2 * 2          # seeds × samples × BDK/¬BDK × (base, one repair)
     assert runs.loc[runs["state"] == "base", "lr"].isna().all()
     assert (runs.loc[runs["state"] == "repair", "lr"] == 1e-3).all()
     assert runs[["asr", "acc", "ctca"]].apply(lambda c: c.between(0, 100) | c.isna()).all().all()
-    assert all(torch.equal(state[k], v) for k, v in victim.model.state_dict().items())
+    assert fingerprint(victim.model) == before
     again = run_edit_grid(victim, samples=[4], seeds=[0], bdk=[True])
     first = runs.query("samples == 4 and seed == 0 and bdk == True and state == 'base'")
     assert again[["asr", "acc", "ctca"]].values.tolist() == first[["asr", "acc", "ctca"]].values.tolist()
-    with pytest.raises(ValueError, match="pool holds 16"):
+    with pytest.raises(ValueError, match="pool holds 24"):
         run_edit_grid(victim, samples=[32])
     small = run_edit_grid(victim, samples=[4], seeds=[0], bdk=[True], n_eval=6)
     assert _counts_of(small["acc"].iloc[0], 6)

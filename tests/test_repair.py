@@ -2,7 +2,6 @@
 true labels through the one training loop; the caller's model is untouched."""
 from __future__ import annotations
 
-import hashlib
 import importlib
 
 import pytest
@@ -11,17 +10,11 @@ from torch import nn
 
 from actedit.repair import RepairConfig, repair
 from actedit.seeding import generator
+from conftest import fingerprint  # noqa: E402
 
 repair_mod = importlib.import_module("actedit.repair")   # `actedit.repair` the attribute is the function
 
 
-def fingerprint(model: nn.Module) -> tuple[str, tuple[bool, ...]]:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest(), tuple(m.training for m in model.modules())
 
 
 def net(dropout: float = 0.0) -> nn.Sequential:

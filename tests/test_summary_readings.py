@@ -1,52 +1,47 @@
-"""Tests of the summary (glue read-back, verdicts) and of the readings' ranking."""
-import json
-import math
+"""Tests of the summary (results files, claim list) and of the readings' ranking."""
+from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from actedit.readings import READINGS, rank_readings, reading_config
-from actedit.summary import CLAIMS, Claim, read_glued, summary_table
+from actedit.summary import CHECKS, CLAIMS, Claim, summary_table
+from actedit.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Results, at_least, at_most, beats
+
+STRONG = {"asr": 99.0, "acc": 90.0, "acc_r": 90.0}
 
 
-def _glued_notebook(path, values: dict) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("glue(...)")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": repr(v)},
-                                           metadata={"scrapbook": {"name": k, "mime_prefix": "application/papermill.record/"}})
-                    for k, v in values.items()]
-    cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="noise\n"))
-    nb.cells.append(cell)
-    nbformat.write(nb, str(path))
-
-
-def test_read_glued_parses_values(tmp_path):
-    _glued_notebook(tmp_path / "a.ipynb", {"x": 1.5, "name": "params · output · channel", "n": 3})
-    assert read_glued(tmp_path / "a.ipynb") == {"x": 1.5, "name": "params · output · channel", "n": 3}
+def _results(folder, stem, values: dict, victims=None) -> None:
+    results = Results(stem, folder=folder)
+    for name, v in (victims or {"base": STRONG}).items():
+        results.victim(name, **v)
+    for k, v in values.items():
+        results.record(k, v)
 
 
 def test_summary_verdicts_follow_the_numbers(tmp_path):
-    claims = [Claim("low", "T1", "0", "ch", "asr", lambda v: v <= 1.0, "%"),
-              Claim("high", "T1", "90", "ch", "acc", lambda v: v >= 90.0, "%"),
-              Claim("absent", "T2", "1", "missing", "k", lambda v: True)]
-    _glued_notebook(tmp_path / "ch.ipynb", {"asr": 0.5, "acc": 80.0})
+    claims = [Claim("low", "T1", "0", "ch", "asr", at_most(1.0), "%"),
+              Claim("high", "T1", "90", "ch", "acc", at_least(90.0), "%"),
+              Claim("margin", "T1", "A > B", "ch", "margin", beats(), "points"),
+              Claim("absent", "T2", "1", "missing", "k", at_most(1.0))]
+    _results(tmp_path, "ch", {"asr": [0.5, 0.7, 0.3], "acc": 80.0, "margin": [2.0, -1.0, 0.5]})
     table = summary_table(tmp_path, claims)
-    assert table["verdict"].tolist() == ["reproduced", "not reproduced", "–"]
-    assert table["ours"].tolist()[:2] == ["0.50 %", "80.00 %"]
+    assert table["status"].tolist() == [REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE]
+    assert table["ours"].tolist()[:2] == ["0.50 ± 0.20 (n=3) %", "80.00 %"]
+    assert table["reason"].iloc[3] == "the chapter was not executed in this build"
 
 
 def test_summary_finds_a_relative_dir_from_another_working_directory(tmp_path, monkeypatch):
     # nbval runs the summary from book/_executed/, papermill from the root: a relative executed_dir must work in both
     import actedit.summary as summary
     (tmp_path / "book" / "_executed").mkdir(parents=True)
-    _glued_notebook(tmp_path / "book" / "_executed" / "ch.ipynb", {"asr": 0.5})
-    claims = [Claim("low", "T1", "0", "ch", "asr", lambda v: v <= 1.0, "%")]
+    _results(tmp_path / "book" / "_executed", "ch", {"asr": 0.5})
+    claims = [Claim("low", "T1", "0", "ch", "asr", at_most(1.0), "%")]
     monkeypatch.setattr(summary, "_checkout_root", lambda: tmp_path)
     monkeypatch.chdir(tmp_path / "book" / "_executed")
-    assert summary_table("book/_executed", claims)["verdict"].tolist() == ["reproduced"]
+    assert summary_table("book/_executed", claims)["status"].tolist() == [REPRODUCED]
     monkeypatch.chdir(tmp_path)
-    assert summary_table("book/_executed", claims)["verdict"].tolist() == ["reproduced"]
+    assert summary_table("book/_executed", claims)["status"].tolist() == [REPRODUCED]
 
 
 def test_summary_refuses_a_missing_dir(tmp_path, monkeypatch):
@@ -57,11 +52,18 @@ def test_summary_refuses_a_missing_dir(tmp_path, monkeypatch):
         summary_table("nowhere")
 
 
-def test_every_claim_names_a_chapter_source():
-    from pathlib import Path
+def test_every_claim_names_a_chapter_source_and_checks_are_apart():
     root = Path(__file__).resolve().parent.parent
-    for claim in CLAIMS:
+    for claim in CLAIMS + CHECKS:
         assert (root / "notebooks" / f"{claim.chapter}.md").exists(), claim.chapter
+    assert not {c.claim for c in CLAIMS} & {c.claim for c in CHECKS}
+    assert all(c.victims is None for c in CHECKS), "set-up and self-checks judge no defense"
+    assert all(c.rule.why for c in CLAIMS + CHECKS), "every rule carries its justification"
+
+
+def test_every_claim_is_not_testable_on_an_empty_build(tmp_path):
+    table = summary_table(tmp_path)
+    assert set(table["status"]) == {NOT_TESTABLE}
 
 
 def test_readings_cover_every_combination_and_build_configs():

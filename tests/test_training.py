@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from actedit.seeding import generator, set_seed
-from actedit.training import History, TrainConfig, fit
+from actedit.training import History, TrainConfig, fit, preserved_modes
 
 CONFIG = TrainConfig(epochs=2, batch_size=16, lr=0.05, seed=0)
 
@@ -169,3 +169,17 @@ def test_fit_restores_mixed_modes():
     x, y = data()
     fit(m, x, y, config=TrainConfig(epochs=1), progress=False)
     assert [mod.training for mod in m.modules()] == before
+
+
+def test_preserved_modes_restores_every_module_even_after_an_error():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(), nn.BatchNorm1d(2)).eval()
+    net[1].train()
+    flags = [m.training for m in net.modules()]
+    with preserved_modes(net):
+        net.train()
+    assert [m.training for m in net.modules()] == flags
+    with pytest.raises(RuntimeError):
+        with preserved_modes(net):
+            net.eval()
+            raise RuntimeError("boom")
+    assert [m.training for m in net.modules()] == flags

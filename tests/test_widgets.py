@@ -1,4 +1,4 @@
-"""Tests for actedit.widgets: the γ/λ explorer, driven programmatically on a tiny backdoored CNN.
+"""Tests for actedit.session and actedit.widgets: the γ/λ explorer, driven programmatically on a tiny backdoored CNN.
 
 The explorer's numbers must be exactly those of the package's own path — ``evaluate`` on ``edit_model`` (and on
 ``repair`` of it) with the same settings and data — whichever control moved and whether or not the unedited front
@@ -6,7 +6,6 @@ of the network is reused.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 
 import pytest
@@ -21,8 +20,9 @@ from actedit.repair import repair  # noqa: E402
 from actedit.seeding import generator, set_seed  # noqa: E402
 from actedit.training import TrainConfig, fit  # noqa: E402
 from actedit.triggers import make_trigger  # noqa: E402
-from actedit.widgets import (EditSession, Explorer, ExplorerSettings, plot_gamma_lambda,  # noqa: E402
-                             update_seconds)
+from actedit.session import EditSession, ExplorerSettings  # noqa: E402
+from actedit.widgets import Explorer, plot_gamma_lambda, update_seconds  # noqa: E402
+from conftest import fingerprint  # noqa: E402
 
 SIZE, CLASSES, TARGET = 16, 4, 0
 
@@ -56,11 +56,6 @@ class Wrapped(nn.Module):
         return self.inner(x)
 
 
-def digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode() + t.cpu().numpy().tobytes())
-    return h.hexdigest() + str(model.training)
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +189,11 @@ def test_identity_setting_gives_the_victim(explorer):
 
 
 def test_caller_model_unchanged(victim, explorer):
-    before = digest(victim["model"])
+    before = fingerprint(victim["model"])
     explorer.set(gamma=1.0, bn="update", bdk=False)
     explorer.press_repair()
     explorer.session.grid([0.5], [1.0], base=ExplorerSettings(n_images=16))
-    assert digest(victim["model"]) == before
+    assert fingerprint(victim["model"]) == before
 
 
 def test_grid_rows_equal_single_updates(victim, explorer):
@@ -268,18 +263,20 @@ def test_bad_construction(victim):
         ExplorerSettings(bn="train")
 
 
-def test_evaluation_subset_is_fixed_and_seeded(victim):
-    a, b, c = make_session(victim), make_session(victim), make_session(victim, seed=1)
+def test_evaluation_subset_is_the_one_of_every_chapter(victim):
+    from actedit.experiments import eval_index
+
+    a, b = make_session(victim), make_session(victim)
     assert torch.equal(a.test_images, b.test_images) and a.test_images.shape[0] == 120
-    assert not torch.equal(a.test_labels, c.test_labels) or not torch.equal(a.test_images, c.test_images)
+    assert torch.equal(a.test_images, victim["test"][0][eval_index(160, 120)])
 
 
 def test_from_victim_uses_the_chapters_draw_and_measures_r(victim):
-    """from_victim orders D_U as report.draw_unseen does and measures ACC^R on the evaluation subset."""
+    """from_victim orders D_U as experiments.draw_unseen does and measures ACC^R on the evaluation subset."""
     from types import SimpleNamespace
 
     from actedit.data import ImageSet
-    from actedit.report import draw_unseen
+    from actedit.experiments import draw_unseen
 
     x, y = victim["unseen"]
     tx, ty = victim["test"]

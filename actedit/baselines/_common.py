@@ -1,7 +1,7 @@
-"""What the four unlearning baselines share: input checks, the copy-and-fit pattern, and feature hooks.
+"""What the four unlearning baselines share: input checks, the one fine-tuning helper, and feature hooks.
 
-Offers :func:`penultimate_layer`,
-:func:`stage_layers`, and the small helpers the baseline modules call. Not public: import the baselines from
+Offers :func:`fine_tune` (copy, early return, fit, modes kept), :func:`penultimate_layer`, :func:`stage_layers`,
+and the small helpers the baseline modules call. Not public: import the baselines from
 :mod:`actedit.baselines`.
 """
 from __future__ import annotations
@@ -9,18 +9,20 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable
 
 import torch
 from torch import nn
 
 from ..capture import Features, get_module  # noqa: F401  (Features: re-exported)
-from ..training import TrainConfig, TransformFn
+from ..training import LossFn, TrainConfig, TransformFn, fit, preserved_modes
 from ..validation import check_images, check_labels, check_trigger_output
 
 log = logging.getLogger(__name__)
 
 Trigger = Callable[[torch.Tensor], torch.Tensor]
+Objective = Callable[[nn.Module], AbstractContextManager[LossFn]]
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
@@ -67,13 +69,10 @@ def stage_layers(model: nn.Module, sample: torch.Tensor, count: int = 3) -> list
         return hook
 
     handles = [child.register_forward_hook(recorder(name)) for name, child in scope]
-    was_training = model.training
     try:
-        model.eval()
-        device = next(model.parameters()).device
-        model(sample[:1].to(device))
+        with preserved_modes(model):
+            model.eval()(sample[:1].to(next(model.parameters()).device))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     stages: list[tuple[tuple[int, int], str]] = []
@@ -127,27 +126,26 @@ def with_trigger(trigger: Trigger) -> TransformFn:
     return transform
 
 
-def trains(epochs: int, lr: float) -> bool:
-    """False when a config cannot change the model: zero epochs or a zero learning rate. The baselines then return
-    an untouched copy — a zero-lr pass in train mode would still move BatchNorm's running statistics."""
-    return epochs > 0 and lr > 0
+def fine_tune(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, train: TrainConfig,
+              objective: Objective | None = None, transform: TransformFn | None = None,
+              device: str | torch.device = "cpu", progress: bool = False, desc: str = "fine-tune") -> nn.Module:
+    """What every unlearning baseline does around its loss: check the inputs, copy ``model`` to ``device``, return
+    the untouched copy when ``train`` cannot change it, else :func:`~actedit.training.fit` the copy.
 
-
-def fresh_copy(model: nn.Module, device: str | torch.device) -> nn.Module:
-    """A deep copy of ``model`` on ``device`` (the caller's model is never moved or trained)."""
-    return copy.deepcopy(model).to(device)
-
-
-def check_schedule(owner: str, *, epochs: object, lr: object, batch_size: object, momentum: object,
-                   weight_decay: object) -> None:
-    """Validate the optimisation fields every baseline config has (``ValueError`` names the field)."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"{owner}.epochs must be a non-negative int, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{owner}.batch_size must be a positive int, got {batch_size!r}")
-    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{owner}.{name} must be a finite non-negative number, got {value!r}")
+    ``objective(copy)`` is a context manager yielding the loss ``loss(net, x, y)`` (default: cross-entropy); it is
+    entered only when the copy trains, so hooks it registers (:class:`Features`) live exactly as long as the fit.
+    Zero epochs or a zero learning rate return the copy untrained: a zero-lr pass in train mode would still move
+    BatchNorm's running statistics. The copy keeps ``model``'s train/eval flags (``fit`` restores them); the
+    caller's model is never moved or trained.
+    """
+    check_inputs(model, images, labels)
+    tuned = copy.deepcopy(model).to(device)
+    if train.epochs == 0 or train.lr == 0:
+        return tuned
+    with (objective(tuned) if objective is not None else nullcontext(None)) as loss:
+        fit(tuned, images, labels, config=train, loss=loss, transform=transform, device=device, progress=progress,
+            desc=desc)
+    return tuned
 
 
 def check_positive(owner: str, name: str, value: object, *, allow_zero: bool = True) -> None:
@@ -157,8 +155,7 @@ def check_positive(owner: str, name: str, value: object, *, allow_zero: bool = T
         raise ValueError(f"{owner}.{name} must be a finite {kind} number, got {value!r}")
 
 
-def train_config(config, *, schedule: str) -> TrainConfig:
-    """The :class:`~actedit.training.TrainConfig` of a baseline config (fields of the same names)."""
-    return TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=float(config.lr),
-                       momentum=float(config.momentum), weight_decay=float(config.weight_decay),
-                       schedule=schedule, seed=config.seed)
+def check_train(owner: str, train: object) -> None:
+    """A baseline config's optimisation settings must be a :class:`~actedit.training.TrainConfig`."""
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"{owner}.train must be a TrainConfig, got {type(train).__name__}")

@@ -24,16 +24,17 @@ and keeps ACC at 69.6 % (victim 70.5 %), i.e. about one pass at a small learning
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..experiments import VictimSpec
-from ..training import TrainConfig, fit
-from ._common import (Features, Trigger, check_inputs, check_positive, check_schedule, fresh_copy, magnify,
-                      penultimate_layer, require_trigger, train_config, trains, with_trigger)
+from ..training import LossFn, TrainConfig
+from ._common import (Features, Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, penultimate_layer,
+                      require_trigger, with_trigger)
 
 __all__ = ["ActFTConfig", "act_ft"]
 log = logging.getLogger(__name__)
@@ -43,19 +44,15 @@ log = logging.getLogger(__name__)
 class ActFTConfig:
     """Hyperparameters of actFT (ours where neither the paper nor Qiao et al. fix them; see the module docstring)."""
 
-    epochs: int = 1                 # one pass over D_U ∪ D_U⊕δ (Tables 6/7: actFT is ~20× faster than basicFT)
-    lr: float = 0.01                # gentle: Tables 6/7 keep the victim's ACC
+    # one gentle pass over D_U ∪ D_U⊕δ (Tables 6/7: actFT is ~20× faster than basicFT and keeps the victim's ACC);
+    # batch_size counts the clean images of a batch (each batch also gets their δ copies)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     lam: float = 1.0                # λ, weight of the activation-difference penalty (mean squared difference)
     magnify: float = 3.0            # Tables 3/4: unlearning trigger alpha × 3 (as verification), capped at 100 %
     layer: str | None = None        # None: the input of the last nn.Linear (penultimate activation)
-    batch_size: int = VictimSpec.batch_size   # clean images per batch (each batch also gets their δ copies)
-    momentum: float = TrainConfig.momentum
-    weight_decay: float = TrainConfig.weight_decay
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        check_schedule("ActFTConfig", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                       momentum=self.momentum, weight_decay=self.weight_decay)
+        check_train("ActFTConfig", self.train)
         check_positive("ActFTConfig", "lam", self.lam)
         check_positive("ActFTConfig", "magnify", self.magnify, allow_zero=False)
         if self.layer is not None and not isinstance(self.layer, str):
@@ -78,22 +75,19 @@ def act_ft(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trig
         return an untouched copy.
     """
     config = config or ActFTConfig()
-    check_inputs(model, images, labels)
+    check_inputs(model, images, labels)     # before δ is tried on the images
     delta = magnify(require_trigger(trigger, images, "actFT"), config.magnify)
-    tuned = fresh_copy(model, device)
-    if not trains(config.epochs, config.lr):
-        tuned.train(model.training)
-        return tuned
-    layer = config.layer or penultimate_layer(tuned)
 
-    with Features(tuned, [layer], input=True) as feats:
-        def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            # x = [clean; poisoned] from with_trigger: one forward, so BN sees both halves together
-            value = F.cross_entropy(net(x), y)
-            clean, poisoned = feats[layer].flatten(1).chunk(2)
-            return value + config.lam * F.mse_loss(clean, poisoned)
+    @contextmanager
+    def objective(tuned: nn.Module) -> Iterator[LossFn]:
+        layer = config.layer or penultimate_layer(tuned)
+        with Features(tuned, [layer], input=True) as feats:
+            def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                # x = [clean; poisoned] from with_trigger: one forward, so BN sees both halves together
+                value = F.cross_entropy(net(x), y)
+                clean, poisoned = feats[layer].flatten(1).chunk(2)
+                return value + config.lam * F.mse_loss(clean, poisoned)
+            yield loss
 
-        fit(tuned, images, labels, config=train_config(config, schedule="cosine"), loss=loss,
-            transform=with_trigger(delta), device=device, progress=progress, desc="actFT")
-    tuned.train(model.training)
-    return tuned
+    return fine_tune(model, images, labels, train=config.train, objective=objective, transform=with_trigger(delta),
+                     device=device, progress=progress, desc="actFT")

@@ -26,17 +26,18 @@ small CNN ``"2"``/``"9"``/``"16"`` (the ReLU of the last conv block before each 
 """
 from __future__ import annotations
 
+import copy
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..experiments import VictimSpec
-from ..training import TrainConfig, fit
-from ._common import (Features, Trigger, check_inputs, check_positive, check_schedule, fresh_copy, stage_layers,
-                      train_config, trains)
+from ..training import LossFn, TrainConfig
+from ._common import Features, Trigger, check_positive, check_train, fine_tune, stage_layers
 from .finetune import BasicFTConfig, basic_ft
 
 __all__ = ["NADConfig", "nad", "attention_map", "attention_loss"]
@@ -49,24 +50,19 @@ class NADConfig:
 
     # step 1: the teacher is basicFT on D_U (§4.1)
     teacher: BasicFTConfig = field(default_factory=BasicFTConfig)
-    # step 2: the student; NAD: 20 epochs (teacher 10); the paper's Table 7 timing suggests about one basicFT
-    # schedule (see the module docstring), so the victim's epochs
-    epochs: int = VictimSpec.epochs
-    lr: float = VictimSpec.lr                   # NAD: 0.1 with step decay; ours: the victim's lr, cosine decay
-    batch_size: int = VictimSpec.batch_size
-    momentum: float = TrainConfig.momentum      # NAD: 0.9
-    weight_decay: float = TrainConfig.weight_decay  # NAD: 1e-4; ours: the victim's
+    # step 2: the student. NAD: 20 epochs (teacher 10), lr 0.1 with step decay, momentum 0.9, weight decay 1e-4;
+    # the paper's Table 7 timing suggests about one basicFT schedule (see the module docstring), so the victim's
+    # recipe (TrainConfig's defaults: its epochs, lr, cosine decay and weight decay)
+    train: TrainConfig = field(default_factory=TrainConfig)
     # attention distillation (NAD code: p = 2, beta1/2/3 = 500/1000/1000 for CIFAR10)
     betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)   # shallow -> deep stage
     p: float = 2.0
     layers: tuple[str, ...] | None = None       # None: stage_layers(model), the last len(betas) stage ends
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, BasicFTConfig):
             raise TypeError(f"NADConfig.teacher must be a BasicFTConfig, got {type(self.teacher).__name__}")
-        check_schedule("NADConfig", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                       momentum=self.momentum, weight_decay=self.weight_decay)
+        check_train("NADConfig", self.train)
         if not isinstance(self.betas, tuple) or not self.betas:
             raise ValueError(f"NADConfig.betas must be a non-empty tuple of weights, got {self.betas!r}")
         for beta in self.betas:
@@ -116,29 +112,25 @@ def nad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, trigger
         zero learning rate return an untouched copy (and no teacher is trained).
     """
     config = config or NADConfig()
-    check_inputs(model, images, labels)
-    student = fresh_copy(model, device)
-    if not trains(config.epochs, config.lr):
-        student.train(model.training)
-        return student
-    layers = list(config.layers) if config.layers is not None else stage_layers(student, images[:1],
-                                                                               count=len(config.betas))
-    betas = config.betas[-len(layers):]     # a model with fewer stages keeps the deeper stages' weights
-    log.info("NAD attention layers %s with betas %s", layers, betas)
-    if teacher is None:
-        teacher = basic_ft(model, images, labels, config=config.teacher, device=device, progress=progress)
-    teacher = fresh_copy(teacher, device).eval().requires_grad_(False)
 
-    with Features(student, layers) as fs, Features(teacher, layers) as ft:
-        def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                teacher(x)
-            value = F.cross_entropy(net(x), y)
-            for name, beta in zip(layers, betas):
-                value = value + beta * attention_loss(fs[name], ft[name], config.p)
-            return value
+    @contextmanager
+    def objective(student: nn.Module) -> Iterator[LossFn]:
+        layers = list(config.layers) if config.layers is not None else stage_layers(student, images[:1],
+                                                                                   count=len(config.betas))
+        betas = config.betas[-len(layers):]     # a model with fewer stages keeps the deeper stages' weights
+        log.info("NAD attention layers %s with betas %s", layers, betas)
+        given = teacher if teacher is not None else basic_ft(model, images, labels, config=config.teacher,
+                                                             device=device, progress=progress)
+        frozen = copy.deepcopy(given).to(device).eval().requires_grad_(False)
+        with Features(student, layers) as fs, Features(frozen, layers) as ft:
+            def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                with torch.no_grad():
+                    frozen(x)
+                value = F.cross_entropy(net(x), y)
+                for name, beta in zip(layers, betas):
+                    value = value + beta * attention_loss(fs[name], ft[name], config.p)
+                return value
+            yield loss
 
-        fit(student, images, labels, config=train_config(config, schedule="cosine"), loss=loss, device=device,
-            progress=progress, desc="NAD student")
-    student.train(model.training)
-    return student
+    return fine_tune(model, images, labels, train=config.train, objective=objective, device=device,
+                     progress=progress, desc="NAD student")

@@ -20,16 +20,16 @@ Per batch ``[x; x ⊕ δ]`` the loss is ``w · CE(f(x), y) − mean_{y ≠ y_t} 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..experiments import VictimSpec
-from ..training import TrainConfig, fit
-from ._common import (Trigger, check_inputs, check_positive, check_schedule, fresh_copy, magnify, require_trigger,
-                      train_config, trains, with_trigger)
+from ..training import TrainConfig
+from ._common import (Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, require_trigger,
+                      with_trigger)
 
 __all__ = ["BaEraserConfig", "ba_eraser"]
 log = logging.getLogger(__name__)
@@ -40,21 +40,15 @@ class BaEraserConfig:
     """Hyperparameters of our BaEraser (gradient-ascent unlearning; Liu et al. 2022 give no code)."""
 
     target: int = 2                 # y_t, the backdoor label to unlearn (the paper's base configuration: 2)
-    epochs: int = 1                 # passes over D_U
-    lr: float = 0.01
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))   # one pass over D_U
     bound: float = 3.0              # per-sample cap of the ascent loss: stop once p(y_t | x ⊕ δ) < e^-3 ≈ 5 %
     clean_weight: float = 1.0       # w, weight of the clean cross-entropy that keeps utility
     magnify: float = 1.0            # trigger strength for unlearning (1: the poisoning trigger as known)
-    batch_size: int = VictimSpec.batch_size
-    momentum: float = TrainConfig.momentum
-    weight_decay: float = TrainConfig.weight_decay
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.target, bool) or not isinstance(self.target, int) or self.target < 0:
             raise ValueError(f"BaEraserConfig.target must be a class index >= 0, got {self.target!r}")
-        check_schedule("BaEraserConfig", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                       momentum=self.momentum, weight_decay=self.weight_decay)
+        check_train("BaEraserConfig", self.train)
         check_positive("BaEraserConfig", "bound", self.bound, allow_zero=False)
         check_positive("BaEraserConfig", "clean_weight", self.clean_weight)
         check_positive("BaEraserConfig", "magnify", self.magnify, allow_zero=False)
@@ -76,12 +70,8 @@ def ba_eraser(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, t
         return an untouched copy.
     """
     config = config or BaEraserConfig()
-    check_inputs(model, images, labels)
+    check_inputs(model, images, labels)     # before δ is tried on the images
     delta = magnify(require_trigger(trigger, images, "BaEraser"), config.magnify)
-    unlearned = fresh_copy(model, device)
-    if not trains(config.epochs, config.lr):
-        unlearned.train(model.training)
-        return unlearned
     target = config.target
 
     def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -99,7 +89,5 @@ def ba_eraser(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, t
             value = value - ascent.mean()
         return value
 
-    fit(unlearned, images, labels, config=train_config(config, schedule="cosine"), loss=loss,
-        transform=with_trigger(delta), device=device, progress=progress, desc="BaEraser")
-    unlearned.train(model.training)
-    return unlearned
+    return fine_tune(model, images, labels, train=config.train, objective=lambda _: nullcontext(loss),
+                     transform=with_trigger(delta), device=device, progress=progress, desc="BaEraser")
