@@ -12,13 +12,13 @@ Offers :class:`NADConfig`, :func:`nad`, :func:`attention_map` and :func:`attenti
    the β values belong to the code's form).
 
 The library defaults are the reference schedule of the official code (bboylyg/NAD): ``config.py`` (the version
-with ``beta1/2/3 = 500/1000/1000``; another version in the repository's history has 0/0/5000), ``main.py`` and ``utils/util.py``
-(``adjust_learning_rate``): the student trains 20 epochs, batch 64, SGD (momentum 0.9, weight decay 1e-4) at lr 0.1
-for epochs 0-1 and 0.01 from epoch 2 (the code's 1e-4 from epoch 20 is never reached), p = 2, on 5 % of the training
-data with random crop + flip (+ Cutout, ``data_loader.py``); the teacher is the victim fine-tuned the same way with
-β = 0, "for 5~10 epochs" (README, "How to get teacher model?") — 10 here. Differences of form: the code's SGD is
-Nesterov and its augmentation adds Cutout(1, 3); ours is plain momentum SGD with crop + flip
-(:func:`actedit.training.fit`).
+with ``beta1/2/3 = 500/1000/1000``; another version in the repository's history has 0/0/5000), ``main.py`` and
+``utils/util.py`` (``adjust_learning_rate``): the student trains 20 epochs, batch 64, SGD (momentum 0.9, weight
+decay 1e-4) at lr 0.1 for epochs 0-1 and 0.01 from epoch 2 (the code's 1e-4 from epoch 20 is never reached),
+p = 2, on 5 % of the training data with random crop + flip (+ Cutout, ``data_loader.py``); the teacher is the
+victim fine-tuned the same way with β = 0, "for 5~10 epochs" (README, "How to get teacher model?") — 10 here.
+Differences of form: the code's SGD is Nesterov and its augmentation adds Cutout(1, 3); ours is plain momentum SGD
+with crop + flip (:func:`actedit.training.fit`).
 
 The book runs a short schedule instead (:func:`actedit.experiments.victim_configs`): the teacher is basicFT with
 the victim's recipe and the student gets the victim's epochs and learning rate with the cosine decay of our one
