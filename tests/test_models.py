@@ -177,6 +177,6 @@ def test_victim_spec_width_leaves_full_width_cache_keys_alone():
     from actedit.experiments import VictimSpec, _key
 
     for role in ("victim", "retrained"):
-        assert "width" not in _key(VictimSpec(), role)
-        assert _key(VictimSpec(width=0.5), role)["width"] == 0.5
-        assert _key(VictimSpec(width=0.5), role) != _key(VictimSpec(), role)
+        assert "width" not in _key(VictimSpec(), role, "cpu")
+        assert _key(VictimSpec(width=0.5), role, "cpu")["width"] == 0.5
+        assert _key(VictimSpec(width=0.5), role, "cpu") != _key(VictimSpec(), role, "cpu")
