@@ -67,7 +67,7 @@ def test_wheel_holds_every_module(source, tmp_path):
     (wheel,) = tmp_path.glob("actedit-*.whl")
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("actedit/")}
     modules = _source_modules()
-    assert {"actedit/baselines/__init__.py", "actedit/baselines/comparison.py"} <= modules
+    assert {"actedit/baselines/__init__.py", "actedit/baselines/_common.py"} <= modules
     assert modules <= shipped, f"missing from {wheel.name}: {sorted(modules - shipped)}"
 
 
@@ -87,11 +87,11 @@ def test_plain_pip_install_imports_the_baselines(source, tmp_path):
     (site / "zz_host_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _run([*PIP, "--python", str(python), "install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "."],
          source)
-    probe = ("import pathlib, actedit, actedit.baselines, actedit.baselines.comparison; "
+    probe = ("import pathlib, actedit, actedit.baselines, actedit.baselines._common; "
              "print(pathlib.Path(actedit.__file__).resolve().parent)")
     where = Path(_run([str(python), "-c", probe], tmp_path).stdout.strip())
     assert where == (site / "actedit").resolve(), f"imported actedit from {where}, not the fresh install"
-    assert {p.name for p in (where / "baselines").glob("*.py")} >= {"__init__.py", "comparison.py"}
+    assert {p.name for p in (where / "baselines").glob("*.py")} >= {"__init__.py", "_common.py"}
 
 
 # --- the locks: one hashed resolution for every platform, and a CPU variant without the CUDA stack ------------------

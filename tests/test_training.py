@@ -135,7 +135,9 @@ def test_learns_a_separable_task():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(epochs=-1), "epochs"), (dict(epochs=1.5), "epochs"), (dict(batch_size=0), "batch_size"),
     (dict(lr=-1.0), "lr"), (dict(lr=math.inf), "lr"), (dict(momentum=math.nan), "momentum"),
-    (dict(optimizer="rmsprop"), "sgd, adam"), (dict(schedule="step"), "cosine, constant")])
+    (dict(optimizer="rmsprop"), "sgd, adam"), (dict(schedule="linear"), "cosine, constant, step"),
+    (dict(schedule="step", milestones=(3, 2)), "increasing"), (dict(schedule="step", milestones=(0,)), ">= 1"),
+    (dict(schedule="step", milestones=[2]), "tuple"), (dict(milestones=(2,)), "need schedule='step'")])
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
@@ -183,3 +185,33 @@ def test_preserved_modes_restores_every_module_even_after_an_error():
             net.eval()
             raise RuntimeError("boom")
     assert [m.training for m in net.modules()] == flags
+
+
+@pytest.mark.parametrize("config, expected", [
+    # 72 images in batches of 16: 5 steps an epoch, 3 epochs, 15 steps in all
+    (TrainConfig(epochs=3, batch_size=16, lr=0.1, schedule="constant"), [0.1] * 15),
+    (TrainConfig(epochs=3, batch_size=16, lr=0.1), [0.1 * 0.5 * (1 + math.cos(math.pi * s / 15)) for s in range(15)]),
+    # NAD's adjust_learning_rate: 0.1 for epochs 0-1, 0.01 from epoch 2
+    (TrainConfig(epochs=3, batch_size=16, lr=0.1, schedule="step", milestones=(2,)), [0.1] * 10 + [0.1 * 0.1] * 5),
+    (TrainConfig(epochs=3, batch_size=16, lr=0.1, schedule="step", milestones=(1, 2)),
+     [0.1] * 5 + [0.1 * 0.1] * 5 + [0.1 * 0.1 ** 2] * 5),
+    (TrainConfig(epochs=3, batch_size=16, lr=0.1, schedule="step"), [0.1] * 15),
+], ids=["constant", "cosine", "step-nad", "step-two", "step-none"])
+def test_each_step_runs_at_its_schedules_learning_rate(config, expected, monkeypatch):
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    trained(config)
+    assert seen == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_a_step_schedule_without_milestones_trains_like_the_constant_one():
+    a, _ = trained(TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="step"))
+    b, _ = trained(TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="constant"))
+    c, _ = trained(TrainConfig(epochs=2, batch_size=16, lr=0.05, schedule="step", milestones=(1,)))
+    assert equal(a, b) and not equal(a, c)

@@ -2,8 +2,11 @@
 
 Offers :func:`basic_ft`, :func:`nad` (¬BDK), :func:`act_ft`, :func:`ba_eraser` (BDK) and their frozen configs
 (:class:`BasicFTConfig`, :class:`NADConfig`, :class:`ActFTConfig`, :class:`BaEraserConfig`), each holding its
-optimisation settings as ``train: TrainConfig``. The list of methods — these four and the edit, with whether each
-needs the trigger — is :data:`actedit.experiments.METHODS`, and one runner runs them all::
+optimisation settings as ``train: TrainConfig``. The defaults are the authors' reference schedules where a source
+gives one (basicFT: BackdoorBench's 100-epoch FT defense; NAD: the official code's 10-epoch teacher and 20-epoch
+student; actFT: the paper's own description; BaEraser: ours), each cited in its module; the book runs the short
+recipe of :func:`actedit.experiments.victim_configs` instead. The list of methods — these four and the edit, with
+whether each needs the trigger — is :data:`actedit.experiments.METHODS`, and one runner runs them all::
 
     from actedit.experiments import METHODS, run_method
     unlearned = run_method("BaEraser", victim.model, images, labels, trigger=victim.trigger)

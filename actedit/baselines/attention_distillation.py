@@ -11,13 +11,21 @@ Offers :class:`NADConfig`, :func:`nad`, :func:`attention_map` and :func:`attenti
    NAD reference code (``F.mse_loss`` of the normalised maps; the NAD paper writes the L2 norm of the difference,
    the β values belong to the code's form).
 
-What we take from the original: p = 2, β = 500 / 1000 / 1000 for its WideResNet's three groups (CIFAR10) and
-the teacher-then-student recipe (NAD: teacher 10 epochs, student 20 epochs, learning rate 0.1 with a step decay,
-on 5 % of the training data). Scaled to our sizes: the teacher is basicFT with the victim's recipe and the student
-gets the victim's epochs and learning rate with the cosine decay of our one loop (:func:`actedit.training.fit`).
-One student schedule rather than NAD's two teacher schedules because the paper's own timing points there: Table 7
-gives NAD 114.9 s against basicFT's 71.56 s on 5000 images, i.e. the student costs 0.6× (if NAD's time includes
-its teacher) to 1.6× (if not; the student also runs the teacher forward) one basicFT schedule.
+The library defaults are the reference schedule of the official code (bboylyg/NAD): ``config.py`` (the version
+with ``beta1/2/3 = 500/1000/1000``; another version in the repository's history has 0/0/5000), ``main.py`` and
+``utils/util.py`` (``adjust_learning_rate``): the student trains 20 epochs, batch 64, SGD (momentum 0.9, weight
+decay 1e-4) at lr 0.1 for epochs 0-1 and 0.01 from epoch 2 (the code's 1e-4 from epoch 20 is never reached),
+p = 2, on 5 % of the training data with random crop + flip (+ Cutout, ``data_loader.py``); the teacher is the
+victim fine-tuned the same way with β = 0, "for 5~10 epochs" (README, "How to get teacher model?") — 10 here.
+Differences of form: the code's SGD is Nesterov and its augmentation adds Cutout(1, 3); ours is plain momentum SGD
+with crop + flip (:func:`actedit.training.fit`).
+
+The book runs a short schedule instead (:func:`actedit.experiments.victim_configs`): the teacher is basicFT with
+the victim's recipe and the student gets the victim's epochs and learning rate with the cosine decay of our one
+loop — 30 epochs of teacher and student per run do not fit its build budget. The paper's own timing points to
+something short too: Table 7 gives NAD 114.9 s against basicFT's 71.56 s on 5000 images, i.e. the student costs
+0.6× (if NAD's time includes its teacher) to 1.6× (if not; the student also runs the teacher forward) one basicFT
+schedule.
 
 The three stages map onto our models through :func:`actedit.baselines.stage_layers` (the last child of each of
 the last three resolution stages): ResNet18 ``layer2``/``layer3``/``layer4`` (NAD's group 1/2/3 analogue), the
@@ -29,7 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import torch
@@ -40,21 +48,37 @@ from ..training import LossFn, TrainConfig
 from ._common import Features, Trigger, check_positive, check_train, fine_tune, stage_layers
 from .finetune import BasicFTConfig, basic_ft
 
-__all__ = ["NADConfig", "nad", "attention_map", "attention_loss"]
+__all__ = ["NADConfig", "nad", "attention_map", "attention_loss", "NAD_TEACHER", "NAD_STUDENT"]
 log = logging.getLogger(__name__)
+
+#: the student's schedule in the NAD code (bboylyg/NAD config.py, main.py, utils/util.py adjust_learning_rate)
+NAD_STUDENT = TrainConfig(
+    epochs=20,              # --epochs 20
+    batch_size=64,          # --batch_size 64
+    lr=0.1,                 # --lr 0.1 for epochs 0-1 ...
+    schedule="step",
+    milestones=(2,),        # ... then 0.01 (adjust_learning_rate: epoch < 2: lr; epoch < 20: 0.01)
+    momentum=0.9,           # --momentum 0.9 (the code's SGD is also Nesterov; ours is not)
+    weight_decay=1e-4,      # --weight_decay 1e-4
+    optimizer="sgd",
+    augment=True,           # get_train_loader: RandomCrop(32, padding=4) + RandomHorizontalFlip (+ Cutout)
+)
+#: the teacher: the victim fine-tuned like the student with beta = 0, "5~10 epochs" (NAD README) — 10
+NAD_TEACHER = replace(NAD_STUDENT, epochs=10)
 
 
 @dataclass(frozen=True)
 class NADConfig:
-    """Hyperparameters of NAD (Li et al. 2021), scaled to the book's victims (see the module docstring)."""
+    """Hyperparameters of NAD (Li et al. 2021); defaults: the official code's schedule (see the module docstring).
 
-    # step 1: the teacher is basicFT on D_U (§4.1)
-    teacher: BasicFTConfig = field(default_factory=BasicFTConfig)
-    # step 2: the student. NAD: 20 epochs (teacher 10), lr 0.1 with step decay, momentum 0.9, weight decay 1e-4;
-    # the paper's Table 7 timing suggests about one basicFT schedule (see the module docstring), so the victim's
-    # recipe (TrainConfig's defaults: its epochs, lr, cosine decay and weight decay)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    # attention distillation (NAD code: p = 2, beta1/2/3 = 500/1000/1000 for CIFAR10)
+    The book passes a short schedule instead (:func:`actedit.experiments.victim_configs`).
+    """
+
+    # step 1: the teacher, fine-tuned on D_U (§4.1: the basicFT model); NAD: 10 epochs of the student's schedule
+    teacher: BasicFTConfig = field(default_factory=lambda: BasicFTConfig(train=NAD_TEACHER))
+    # step 2: the student; NAD: 20 epochs, batch 64, lr 0.1 then 0.01 from epoch 2, momentum 0.9, weight decay 1e-4
+    train: TrainConfig = NAD_STUDENT
+    # attention distillation (NAD code config.py: p = 2, beta1/2/3 = 500/1000/1000 for CIFAR10)
     betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)   # shallow -> deep stage
     p: float = 2.0
     layers: tuple[str, ...] | None = None       # None: stage_layers(model), the last len(betas) stage ends
