@@ -61,6 +61,30 @@ def test_every_claim_names_a_chapter_source_and_checks_are_apart():
     assert all(c.rule.why for c in CLAIMS + CHECKS), "every rule carries its justification"
 
 
+def test_table2_claims_gate_each_architecture_on_its_own_victims(tmp_path):
+    # a width-scaled architecture whose backdoor did not take is "not testable"; the others are judged
+    t2 = [c for c in CLAIMS if c.chapter == "06_table2_models"]
+    assert {c.victims for c in t2} == {"resnet18,", "vgg16,", "efficientnet_v2_s,", "mobilenet_v3_small,"}
+    weak = {"asr": 12.0, "acc": 80.0, "acc_r": 81.0}
+    _results(tmp_path, "06_table2_models", {c.key: [0.0] for c in t2},
+             victims={"resnet18, seed 0": STRONG, "vgg16, seed 0": weak, "efficientnet_v2_s, seed 0": STRONG,
+                      "mobilenet_v3_small, seed 0": STRONG, "cnn, seed 0": weak})
+    status = dict(zip((c.victims for c in t2), summary_table(tmp_path, t2)["status"]))
+    assert status == {"resnet18,": REPRODUCED, "vgg16,": NOT_TESTABLE, "efficientnet_v2_s,": REPRODUCED,
+                      "mobilenet_v3_small,": REPRODUCED}
+
+
+def test_table1_mnist_claims_judge_the_resnet18_row_only(tmp_path):
+    # chapter 5's MNIST rows: "mnist, seed s" (ResNet18, the paper's model) and "mnist/cnn, seed s" (an extra row)
+    t1 = [c for c in CLAIMS if c.chapter == "05_table1_datasets" and c.victims == "mnist,"]
+    assert t1
+    _results(tmp_path, "05_table1_datasets",
+             {"05_table1_datasets_mnist_nbdk_base_asr": [50.0],
+              "05_table1_datasets_mnist_repair_bdk": {"ctca": [90.0], "victim_ctca": 95.0}},
+             victims={"mnist, seed 0": STRONG, "mnist/cnn, seed 0": {"asr": 5.0, "acc": 90.0, "acc_r": 90.0}})
+    assert set(summary_table(tmp_path, t1)["status"]) == {REPRODUCED}
+
+
 def test_every_claim_is_not_testable_on_an_empty_build(tmp_path):
     table = summary_table(tmp_path)
     assert set(table["status"]) == {NOT_TESTABLE}
