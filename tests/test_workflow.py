@@ -273,3 +273,25 @@ def test_the_paper_scale_dry_run_with_the_slurm_profile_lists_every_job(tmp_path
     chapter_resources = re.findall(r"output: book/_executed/\S+\n(?:.*\n){0,5}?\s+resources: (.*)", output)
     assert len(chapter_resources) == len(CHAPTERS)
     assert all("gpu=1" in r and "slurm_partition=gpu" in r for r in chapter_resources)
+
+
+def test_nbval_rerun_writes_its_results_apart(monkeypatch, tmp_path):
+    """nbval re-executes a chapter; its results file must not replace the executed run's, which the summary reads
+    (a re-run rewrites the file from scratch, so a summary executing beside it would judge half a chapter)."""
+    import dataclasses
+
+    chapter = next(c for c in CHAPTERS if c.stem == "05_table1_datasets")
+    chapter = dataclasses.replace(chapter, executed=tmp_path / "05_table1_datasets.ipynb")
+    chapter.executed.write_text("{}")
+    seen = {}
+
+    def fake_run(command, *, env, **kwargs):
+        seen["dir"] = env.get("ACTEDIT_RESULTS_DIR")
+        seen["exists"] = seen["dir"] is not None and Path(seen["dir"]).is_dir()
+        return subprocess.CompletedProcess(command, 0, stdout="1 passed\n")
+
+    monkeypatch.setattr(book.subprocess, "run", fake_run)
+    book.validate(chapter, root=ROOT, log=lambda *_: None)
+    assert seen["exists"], "nbval's kernel got no scratch results folder"
+    assert Path(seen["dir"]).resolve() != (ROOT / "book" / "_executed").resolve()
+    assert not Path(seen["dir"]).exists(), "the scratch folder outlives the check"

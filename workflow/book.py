@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,9 +260,12 @@ def validate(chapter: Chapter, *, root: Path = ROOT, log=print) -> float:
     command = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
                "--nbval-sanitize-with", str(root / SANITIZE), "-p", "no:cacheprovider",
                "-o", "addopts=", "-q", str(chapter.executed)]
-    # captured, so that chapters checked side by side do not interleave their reports; shown in full on failure
-    result = subprocess.run(command, cwd=root, env=kernel_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    # captured, so that chapters checked side by side do not interleave their reports; shown in full on failure.
+    # The re-run writes its results file into a scratch folder: the summary chapter reads the executed run's files,
+    # and a re-run rewriting them from scratch while the summary executes would show it half a chapter.
+    with tempfile.TemporaryDirectory(prefix=f"nbval-{chapter.stem}-") as scratch:
+        result = subprocess.run(command, cwd=root, env={**kernel_env(), "ACTEDIT_RESULTS_DIR": scratch},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if result.returncode != 0:
         print(result.stdout, flush=True)
         raise BuildError(f"notebook {chapter.stem}: nbval found outputs that differ from "
