@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .detect import DetectConfig, THRESHOLD_RATIONALE, detect
 from .capture import TraceDict
-from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, edit_model, select_layers
+from .edit import BN_MODES, LAYER_SELECTIONS, EditConfig, edit_model, owns_weight, select_layers
 from .io import (ImageData, LoadedModel, ModelSpecError, atomic_path, detect_format, format_for_suffix, image_sizes,
                  load_images, load_model, load_patch, parse_model_spec, save_weights)
 from .metrics import evaluate, predict
@@ -393,8 +393,7 @@ def _edit_layers(args: argparse.Namespace, model: torch.nn.Module) -> list[str]:
                          "Linear) whose weight the edit could scale (Eq. 5)") from err
     # L leaves computed weights out (scaling them would not last); a model that has them is refused, not half-edited
     computed = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))
-                and isinstance(getattr(m, "weight", None), torch.Tensor)
-                and "weight" not in dict(m.named_parameters(recurse=False))]
+                and isinstance(getattr(m, "weight", None), torch.Tensor) and not owns_weight(m)]
     if computed:
         raise ValueError(f"--model {args.model}: the weights of {', '.join(computed[:4])} are computed (weight norm "
                          "or another parametrization), so scaling them would not last; remove the "

@@ -30,7 +30,7 @@ from .capture import TraceDict
 from .training import preserved_modes
 from .validation import check_images, check_trigger_output, check_trigger
 
-__all__ = ["EditConfig", "Extraction", "LayerFactor", "select_layers", "extract", "compute_factors",
+__all__ = ["EditConfig", "Extraction", "LayerFactor", "select_layers", "owns_weight", "extract", "compute_factors",
            "apply_factors", "edit_model", "set_bn_mode", "BN_MODES", "LAYER_SELECTIONS", "POOLINGS", "ACTIVATIONS"]
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ class EditConfig:
 
 def _editable(model: nn.Module, with_bn: bool) -> list[tuple[str, nn.Module]]:
     kinds = _WEIGHTED + (_BN if with_bn else ())
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and _has_weight(m)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and owns_weight(m)]
 
 
-def _has_weight(module: nn.Module) -> bool:
+def owns_weight(module: nn.Module) -> bool:
     """Whether ``module`` owns its ``weight`` as a parameter: a computed one (weight norm, parametrizations) is
     rebuilt at every forward pass, so scaling it in place would silently edit nothing."""
     return "weight" in dict(module.named_parameters(recurse=False))
@@ -141,7 +141,7 @@ def select_layers(model: nn.Module, selection: str | Sequence[str] = "params") -
         for name in names:
             if name not in modules:
                 raise LookupError(name)
-            if not _has_weight(modules[name]):
+            if not owns_weight(modules[name]):
                 raise ValueError(f"layer {name!r} ({type(modules[name]).__name__}) has no weight parameter to edit")
         return names
     if selection in ("params", "params+bn"):

@@ -278,11 +278,12 @@ class Results:
         return victim_gate(asr, acc, acc_r)
 
     def _write(self) -> None:
+        from .cache import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"chapter": self.stem, "values": self.values, "victims": self.victims},
-                                  indent=1, ensure_ascii=False))
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, fsync=False) as tmp:
+            tmp.write_text(json.dumps({"chapter": self.stem, "values": self.values, "victims": self.victims},
+                                      indent=1, ensure_ascii=False))
         log.debug("wrote %s", self.path)
 
     @staticmethod
