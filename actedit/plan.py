@@ -14,9 +14,9 @@ A chapter's code cell calls its function to get its specs::
 and ``workflow/Snakefile`` calls the same function with the chapter's parameters (:func:`models_for`) to make one
 training job per model, which the chapter's job waits for; ``python -m actedit.plan train ROLE SPEC_JSON`` is
 such a job. Adding a victim to a chapter's function adds a job. Still trained inside their chapters: baselines
-(``run_comparison``), chapter 4's hand-written second victim, and for now chapters 5 and 6 entirely (Tables 1
-and 2: their width-scaled victims, whose datasets may be missing, which the chapter reports, are being ported onto
-the experiment layer; they have no function here, so the workflow runs them with no training jobs before them).
+(``run_comparison``, cached beside the victims) and chapter 4's hand-written second victim. A dataset that is
+not on the machine fails its training job with the loader's message (where to put the files); run the chapter
+alone with papermill to have it report the dataset as missing instead.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from .cache import Cache
 from .experiments import VictimSpec, get_retrained, get_victim, model_key
 
 __all__ = ["Models", "ModelJob", "CHAPTERS", "models_for", "base_configuration", "method", "reading_the_method",
-           "tables3_4", "table5_samples", "tables6_7", "table8_repair", "fig4_gamma_lambda",
+           "table1_rows", "table1_datasets", "table2_models", "tables3_4", "table5_samples", "tables6_7", "table8_repair", "fig4_gamma_lambda",
            "table9_alpha_beta", "table10", "detection", "explorer"]
 log = logging.getLogger(__name__)
 ROLES = ("victim", "retrained")
@@ -138,6 +138,38 @@ def reading_the_method(params: Mapping[str, Any]) -> Models:
     return Models(victims=specs, references=dict(specs))
 
 
+def table1_rows(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Chapter 5's rows: ``params["runs"]`` (dataset -> architectures) as row -> ``(dataset, architecture)``; a
+    dataset's first architecture keys its row by the dataset itself (the row beside the paper's), the others by
+    ``"dataset/architecture"`` (extra rows).
+
+    >>> table1_rows({"runs": {"mnist": ["resnet18", "cnn"]}})
+    {'mnist': ('mnist', 'resnet18'), 'mnist/cnn': ('mnist', 'cnn')}
+    """
+    return {(d if i == 0 else f"{d}/{m}"): (d, m) for d, archs in params["runs"].items() for i, m in enumerate(archs)}
+
+
+def table1_datasets(params: Mapping[str, Any]) -> Models:
+    """Chapter 5: a victim and its R per row of :func:`table1_rows` and seed (key ``(row, seed)``), each with its
+    dataset's D_U pool (``params["unseen_pool"]``) and its recipe (``params["recipes"][dataset][architecture]``,
+    VictimSpec fields)."""
+    pools, recipes = params["unseen_pool"], params["recipes"]
+    specs = {(row, s): VictimSpec(dataset=d, model=m, trigger=params["trigger"], target=params["target"], seed=s,
+                                  **({"unseen": pools[d]} if d in pools else {}), **recipes.get(d, {}).get(m, {}))
+             for row, (d, m) in table1_rows(params).items() for s in params["seeds"]}
+    return Models(victims=specs, references=dict(specs))
+
+
+def table2_models(params: Mapping[str, Any]) -> Models:
+    """Chapter 6: a victim and its R per architecture of ``params["models"]`` and seed (key ``(model, seed)``), on
+    the chapter's dataset with the architecture's recipe (``params["recipes"][model]``, VictimSpec fields; none:
+    the book's base recipe)."""
+    specs = {(m, s): VictimSpec(dataset=params["dataset"], model=m, trigger=params["trigger"],
+                                target=params["target"], seed=s, **params["recipes"].get(m, {}))
+             for m in params["models"] for s in params["seeds"]}
+    return Models(victims=specs, references=dict(specs))
+
+
 def tables3_4(params: Mapping[str, Any]) -> Models:
     """Chapter 7: a victim and its R per trigger and seed (key ``(trigger, seed)``)."""
     names = ("dataset", "model", "target", "train_limit", "epochs", "augment")
@@ -202,6 +234,8 @@ CHAPTERS: dict[str, Callable[..., Models]] = {
     "02_base_configuration": base_configuration,
     "03_method": method,
     "04_reading_the_method": reading_the_method,
+    "05_table1_datasets": table1_datasets,
+    "06_table2_models": table2_models,
     "07_tables3_4_triggers": tables3_4,
     "08_table5_samples": table5_samples,
     "09_tables6_7_efficiency": tables6_7,

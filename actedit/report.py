@@ -24,7 +24,7 @@ import pandas as pd
 
 from .paper import TABLE_METHODS
 
-__all__ = ["fmt", "aggregate", "side_by_side", "within", "wide", "NOT_RUN", "not_run", "edit_pattern", "METRICS",
+__all__ = ["fmt", "aggregate", "cell", "side_by_side", "within", "wide", "NOT_RUN", "not_run", "edit_pattern", "METRICS",
            "LABELS", "score_table", "best_methods", "in_setting"]
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,34 @@ def within(tol: float) -> Criterion:
 
     criterion.__doc__ = f"|paper − ours| ≤ {tol}"
     return criterion
+
+
+def cell(table: pd.DataFrame, default: float | None = None, **where: Any) -> tuple[float, float]:
+    """The ``(mean, std)`` of the one row of an :func:`aggregate` table (or :mod:`actedit.paper`'s) whose columns
+    equal ``where``; a ``None`` value matches a missing one (the victim's rows have no ``bdk``).
+
+    No matching row raises ``KeyError`` naming the selection, unless ``default`` is given: then ``(default,
+    default)``, for a cell a table may lack (a run this build did not do). Two matching rows raise ``ValueError``:
+    the selection is ambiguous.
+
+    >>> t = aggregate([{"bdk": True, "asr": 1.0}, {"bdk": True, "asr": 3.0}], by=["bdk"], metrics=["asr"])
+    >>> cell(t, bdk=True, metric="asr")
+    (2.0, 1.0)
+    """
+    unknown = [k for k in where if k not in table.columns]
+    if unknown:
+        raise KeyError(f"cell: the table has no column(s) {unknown}; columns are {list(table.columns)}")
+    mask = pd.Series(True, index=table.index)
+    for column, value in where.items():
+        mask &= table[column].isna() if value is None else (table[column] == value)
+    rows = table[mask]
+    if len(rows) == 0:
+        if default is not None:
+            return float(default), float(default)
+        raise KeyError(f"cell: no row with {where}")
+    if len(rows) > 1:
+        raise ValueError(f"cell: {len(rows)} rows match {where}; name more columns")
+    return float(rows["mean"].iloc[0]), float(rows["std"].iloc[0])
 
 
 def side_by_side(paper_df: pd.DataFrame, ours_df: pd.DataFrame, on: Sequence[str],

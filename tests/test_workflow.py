@@ -71,7 +71,14 @@ def test_the_default_book_plans_each_model_once():
     triggers = plan.models_for("07_tables3_4_triggers", _parameters("07_tables3_4_triggers"))
     roles = [j.role for j in triggers.jobs()]
     assert roles.count("victim") == 8 and 1 <= roles.count("retrained") < 8
-    assert len(_all_jobs(None)) == 29
+    # chapters 5 and 6: MNIST's two rows and the four width-scaled architectures, a victim and an R each; their
+    # small-CNN rows are the base victim of chapter 2 (same spec, same job)
+    table1 = plan.models_for("05_table1_datasets", _parameters("05_table1_datasets"))
+    table2 = plan.models_for("06_table2_models", _parameters("06_table2_models"))
+    base = {j.key for j in plan.models_for("02_base_configuration", _parameters("02_base_configuration")).jobs()}
+    assert base <= {j.key for j in table1.jobs()} and base <= {j.key for j in table2.jobs()}
+    assert len({j.key for j in table1.jobs()} - base) == 4 and len({j.key for j in table2.jobs()} - base) == 8
+    assert len(_all_jobs(None)) == 41
 
 
 def test_a_chapter_without_the_plans_parameters_is_refused():
@@ -92,12 +99,22 @@ def test_the_plan_reads_only_the_spec_fields_the_chapter_means():
     assert len({plan.ModelJob("retrained", s).key for s in detection.references.values()}) == 5
 
 
-def test_chapters_5_and_6_train_their_own_models_for_now():
-    """Tables 1 and 2 (width-scaled victims on datasets that may be missing) are outside the plan: no jobs."""
-    for stem in ("05_table1_datasets", "06_table2_models"):
-        assert stem not in plan.CHAPTERS
-        assert plan.models_for(stem, _parameters(stem)).jobs() == []
-        assert "plan." not in (ROOT / "notebooks" / f"{stem}.md").read_text(encoding="utf-8")
+def test_chapters_5_and_6_models_come_from_the_plan_with_their_recipes():
+    """Tables 1 and 2 are in the plan: each row's recipe and D_U pool reach the spec the workflow trains."""
+    table1 = plan.models_for("05_table1_datasets", {
+        "runs": {"mnist": ["resnet18", "cnn"]}, "recipes": {"mnist": {"resnet18": {"width": 0.25, "epochs": 2}}},
+        "unseen_pool": {"mnist": 300}, "trigger": "white", "target": 1, "seeds": [0, 1]})
+    assert set(table1.victims) == {("mnist", 0), ("mnist", 1), ("mnist/cnn", 0), ("mnist/cnn", 1)}
+    assert table1.victims["mnist", 1] == VictimSpec(dataset="mnist", model="resnet18", target=1, seed=1, width=0.25,
+                                                    epochs=2, unseen=300)
+    assert table1.victims["mnist/cnn", 0] == VictimSpec(dataset="mnist", target=1, unseen=300)
+    table2 = plan.models_for("06_table2_models", {
+        "dataset": "fashion-mnist", "models": ["vgg16", "cnn"], "recipes": {"vgg16": {"train_limit": 100}},
+        "trigger": "white", "target": 2, "seeds": [0]})
+    assert table2.victims["vgg16", 0] == VictimSpec(model="vgg16", train_limit=100)
+    assert table2.victims["cnn", 0] == table2.references["cnn", 0] == VictimSpec()
+    with pytest.raises(ValueError, match="chapter 06_table2_models: .*lack"):
+        plan.models_for("06_table2_models", {"dataset": "fashion-mnist"})
 
 
 @pytest.mark.slow
@@ -258,6 +275,17 @@ def test_the_default_dag_has_a_job_per_model_and_chapter(tmp_path):
     assert counts["train"] == len(_all_jobs(None))
     assert counts["execute"] == counts["nbval"] == len(CHAPTERS)
     assert counts["html"] == 1
+
+
+def test_make_book_runs_no_nbval_and_its_html_waits_for_none(tmp_path):
+    """`make book` (nbval=0) executes every chapter and builds the HTML without a single nbval job; nbval is
+    `make test`'s (the Makefile's book and checked targets)."""
+    counts = _job_counts(_dry_run(tmp_path, "--cores", "2", "--config", "nbval=0"))
+    assert counts["execute"] == len(CHAPTERS) and counts["html"] == 1 and "nbval" not in counts
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^book: setup\n\t\$\(call SNAKEMAKE,all,nbval=0\)", makefile, re.MULTILINE)
+    assert re.search(r"^checked: setup\n\t\$\(call SNAKEMAKE,all,nbval=1\)", makefile, re.MULTILINE)
+    assert re.search(r"^test: unit checked browser-test$", makefile, re.MULTILINE)
 
 
 def test_the_paper_scale_dry_run_with_the_slurm_profile_lists_every_job(tmp_path):
