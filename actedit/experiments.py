@@ -49,7 +49,8 @@ from .triggers import TRIGGER_DEFAULTS, make_trigger
 
 __all__ = ["VictimSpec", "Victim", "model_key", "get_victim", "get_retrained", "load_splits", "victim_and_reference",
            "triggers_for", "eval_index", "draw_unseen", "Method", "METHODS", "EditRepairConfig", "run_method",
-           "victim_configs", "with_epochs", "Timing", "run_comparison", "run_edit_grid"]
+           "victim_configs", "with_epochs", "Timing", "run_comparison", "run_edit_grid", "BUDGETS", "BASELINES",
+           "reference_configs", "budget_configs", "budget_curves", "time_to_score"]
 log = logging.getLogger(__name__)
 
 
@@ -468,6 +469,125 @@ def _row(method: str, bdk: bool | None, samples: int, metrics: Mapping[str, Any]
          seconds: float) -> dict:
     return {"method": method, "bdk": bdk, "samples": samples, "asr": metrics["asr"], "acc": metrics["acc"],
             "ctca": metrics["ctca"], "score": value, "seconds": seconds}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Budget curves: each baseline's Score against its training budget, and the time it needs to reach the edit's
+
+#: the training budgets (epochs) of the budget curves, below each baseline's reference schedule
+BUDGETS: tuple[int, ...] = (1, 3, 10, 30)
+BASELINES: tuple[str, ...] = ("actFT", "BaEraser", "basicFT", "NAD")
+
+
+def reference_configs(victim: Victim) -> dict[str, Any]:
+    """The baselines' reference schedules (:data:`METHODS`' defaults: basicFT BackdoorBench's 100 epochs, NAD the
+    official 10 + 20, actFT and BaEraser one gentle pass) for ``victim``: BaEraser unlearns the victim's y_t."""
+    return {name: (replace(METHODS[name].config, target=victim.spec.target) if name == "BaEraser"
+                   else METHODS[name].config) for name in BASELINES}
+
+
+def budget_configs(config: Any, budgets: Sequence[int] = BUDGETS) -> list[tuple[int, Any]]:
+    """``(epochs, config)`` of each budget below the reference's epochs (:func:`with_epochs`: the same schedule
+    with fewer epochs; NAD: teacher and student alike), then the reference itself, last.
+
+    >>> [e for e, _ in budget_configs(BasicFTConfig())]
+    [1, 3, 10, 30, 100]
+    """
+    reference = config.train.epochs
+    return [(e, with_epochs(config, e)) for e in sorted(set(budgets)) if e < reference] + [(reference, config)]
+
+
+def budget_curves(victim: Victim, reference: nn.Module, *, samples: Sequence[int], budgets: Sequence[int] = BUDGETS,
+                  methods: Sequence[str] = BASELINES, configs: Mapping[str, Any] | None = None,
+                  n_eval: int | None = None, timing: Timing = Timing(), device: str | torch.device = "cpu",
+                  cache: Cache | None = None, progress: bool = True) -> pd.DataFrame:
+    """The edit and every baseline at every budget of its reference schedule, at each D_U size in ``samples``.
+
+    For each N: the first N images of the victim's D_U pool; the edit with BDK and without (timed per ``timing``),
+    and each baseline of ``methods`` with its setting's knowledge (actFT, BaEraser: BDK; basicFT, NAD: ¬BDK) at each
+    of :func:`budget_configs` of its config (``configs``, else :func:`reference_configs`). Trained baselines go
+    through ``cache`` like :func:`run_comparison`'s (a hit reports the training time of the run that made it).
+
+    Returns one row per run: ``method, bdk, samples, epochs`` (0 for the edit), ``reference`` (True for the
+    reference schedule and the edit), ``asr, acc, ctca, score`` (Eq. 6 against the victim and ``reference``) and
+    ``seconds`` (training or edit wall time).
+    """
+    from tqdm.auto import tqdm
+
+    unknown = [m for m in methods if m not in BASELINES]
+    if unknown:
+        raise ValueError(f"budget_curves: {unknown} are not baselines; valid: {', '.join(BASELINES)}")
+    configs = {**reference_configs(victim), **(configs or {})}
+    before = victim.evaluate(n_eval=n_eval, device=device)
+    acc_r = victim.evaluate(reference, n_eval=n_eval, device=device)["acc"]
+    runs = [(n, name, e, c) for n in samples for name in methods for e, c in budget_configs(configs[name], budgets)]
+    bar = tqdm(total=len(runs) + 2 * len(samples), desc="budget curves", disable=not progress)
+    rows = []
+
+    def add(name: str, bdk: bool, n: int, epochs: int, is_reference: bool, model: nn.Module, seconds: float) -> None:
+        m = victim.evaluate(model, n_eval=n_eval, device=device)
+        rows.append({**_row(name, bdk, n, m, score(m["asr"], before["asr"], m["acc"], acc_r), seconds),
+                     "epochs": epochs, "reference": is_reference})
+        bar.update()
+
+    for n in samples:
+        images, labels = victim.unseen(n)
+        for bdk in (True, False):
+            trig = victim.trigger if bdk else None
+            model, stats = time_call(lambda: run_method("ours", victim.model, images, labels, trigger=trig,
+                                                        device=device),
+                                     warmup=timing.warmup, repeats=timing.repeats, budget_s=timing.budget_s,
+                                     device=device)
+            add("ours", bdk, n, 0, True, model, stats["seconds"])
+        for m, name, epochs, config in (r for r in runs if r[0] == n):
+            bdk = bool(METHODS[name].needs_trigger)
+            trig = victim.trigger if bdk else None
+
+            def run(config: Any = config, name: str = name, trig=trig) -> nn.Module:
+                return run_method(name, victim.model, images, labels, trigger=trig, config=config, device=device)
+
+            if cache is not None:
+                model, seconds = _cached(cache, victim, name, bdk, config, images, labels, device, run)
+            else:
+                model, stats = time_call(run, warmup=0, repeats=1, device=device)
+                seconds = stats["seconds"]
+            add(name, bdk, n, epochs, config == configs[name], model, seconds)
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def time_to_score(curves: pd.DataFrame) -> pd.DataFrame:
+    """From :func:`budget_curves`: for each baseline and N, the cheapest budget whose Score reaches the edit's
+    (the edit in the same setting: BDK for actFT and BaEraser, ¬BDK for basicFT and NAD) and its training time,
+    or none ("never within the reference schedule"); with the reference schedule's Score and time.
+
+    Returns ``method, bdk, samples, edit score, edit seconds, reference epochs, reference score, reference seconds,
+    epochs to edit's score`` (None: never) ``, seconds to edit's score`` (NaN: never).
+
+    >>> c = pd.DataFrame([{"method": "ours", "bdk": False, "samples": 50, "epochs": 0, "reference": True,
+    ...                    "score": 80.0, "seconds": 0.01},
+    ...                   *[{"method": "basicFT", "bdk": False, "samples": 50, "epochs": e, "reference": e == 100,
+    ...                      "score": s, "seconds": t} for e, s, t in ((1, 10.0, 1.0), (10, 85.0, 9.0), (100, 90.0, 90.0))]])
+    >>> r = time_to_score(c).iloc[0]
+    >>> int(r["epochs to edit's score"]), float(r["seconds to edit's score"]), float(r["reference score"])
+    (10, 9.0, 90.0)
+    """
+    rows = []
+    for (name, bdk, n), part in curves[curves["method"] != "ours"].groupby(["method", "bdk", "samples"], sort=False):
+        edit = curves[(curves["method"] == "ours") & (curves["bdk"] == bdk) & (curves["samples"] == n)].iloc[0]
+        part = part.sort_values("epochs", kind="stable")
+        ref = part[part["reference"]].iloc[-1]
+        reached = part[part["score"] >= edit["score"]]
+        first = reached.iloc[0] if len(reached) else None
+        rows.append({"method": name, "bdk": bool(bdk), "samples": int(n), "edit score": float(edit["score"]),
+                     "edit seconds": float(edit["seconds"]), "reference epochs": int(ref["epochs"]),
+                     "reference score": float(ref["score"]), "reference seconds": float(ref["seconds"]),
+                     "epochs to edit's score": None if first is None else int(first["epochs"]),
+                     "seconds to edit's score": math.nan if first is None else float(first["seconds"])})
+    table = pd.DataFrame(rows)
+    if len(table):   # ints and None, not floats and NaN
+        table["epochs to edit's score"] = pd.Series([r["epochs to edit's score"] for r in rows], dtype=object)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -111,14 +111,14 @@ def _seeded(params: Mapping[str, Any], names: tuple[str, ...], *, reference: boo
     return Models(victims=specs, references=dict(specs) if reference else {})
 
 
-_BASE = ("dataset", "model", "trigger", "target")   # the fields most chapters set
+_BASE = ("dataset", "model", "trigger", "target", "train_limit", "epochs")   # the fields most chapters set
 
 # One function per chapter, named after it; ``params``: the chapter's parameters (its check_params dict).
 
 
 def base_configuration(params: Mapping[str, Any]) -> Models:
     """Chapter 2: the base victim and its R (key ``seed``)."""
-    spec = _spec(params, _BASE + ("seed", "epochs", "unseen"))
+    spec = _spec(params, _BASE + ("seed", "unseen"))
     return Models(victims={spec.seed: spec}, references={spec.seed: spec})
 
 
@@ -132,7 +132,7 @@ def reading_the_method(params: Mapping[str, Any]) -> Models:
     """Chapter 4: the base victim and its R (key ``seed``) and each held-out victim and its R (key
     ``("held out", i)``, ``params["held_out"][i]`` its VictimSpec fields); its second victim is trained in the
     chapter."""
-    base = _spec(params, ("seed",))
+    base = _spec(params, ("seed", "train_limit", "epochs"))
     held = {("held out", i): VictimSpec(seed=base.seed, **fields) for i, fields in enumerate(params["held_out"])}
     specs = {base.seed: base, **held}
     return Models(victims=specs, references=dict(specs))

@@ -8,7 +8,7 @@ Usage (repository root, inside the project's virtual environment)::
     python bench/run.py --quick            # smoke run (under a minute): small sizes, synthetic data only
     python bench/run.py --device cuda      # the same harness on a GPU (CUDA is synchronised before every clock read)
     python bench/run.py --book             # also build the book cold and warm in a temporary copy (many minutes)
-    python bench/run.py --only edit        # sections: edit, profile, methods, explorer, book
+    python bench/run.py --only budgets     # sections: edit, profile, methods, budgets, explorer, book
 
 All measurements go through :mod:`actedit.efficiency` (warm-up, repetitions, medians); the goals are those of
 issue 7. Details and how to read the output: bench/README.md.
@@ -40,7 +40,7 @@ from edit_profile import PROFILE_STAGES, profile_edit  # noqa: E402
 from actedit.seeding import set_seed  # noqa: E402
 from actedit.triggers import make_trigger  # noqa: E402
 
-SECTIONS = ("edit", "profile", "methods", "explorer", "book")
+SECTIONS = ("edit", "profile", "methods", "budgets", "explorer", "book")
 GOALS = {
     "edit_over_forward": 1.5,        # issue 7: edit wall time ÷ one eval-mode forward pass, at most
     "baseline_over_edit": 50.0,      # every baseline at least this many times the edit's time, equal D_U
@@ -50,9 +50,11 @@ GOALS = {
     "book_peak_rss_gib": 4.0,        # peak resident memory of the build (largest process), at most
 }
 FULL = {"models": ["cnn", "resnet18"], "sizes": [4, 64, 512, 5000], "repeats": 5, "big_repeats": 3,
-        "profile_sizes": [4, 512], "method_sizes": [5, 50, 500, 5000], "explorer_repeats": 5}
+        "profile_sizes": [4, 512], "method_sizes": [5, 50, 500, 5000], "budget_sizes": [50, 500, 5000],
+        "budgets": [1, 3, 10, 30], "explorer_repeats": 5}
 QUICK = {"models": ["cnn"], "sizes": [4, 32], "repeats": 2, "big_repeats": 2,
-         "profile_sizes": [4], "method_sizes": [5, 20], "explorer_repeats": 2}
+         "profile_sizes": [4], "method_sizes": [5, 20], "budget_sizes": [8], "budgets": [1],
+         "explorer_repeats": 2}
 
 
 def log(message: str) -> None:
@@ -99,6 +101,13 @@ def bench_profile(plan: dict, device: str) -> list[dict]:
     return rows
 
 
+def base_spec():
+    """The book's base victim (chapter 2's parameters: 8,000 images of D_T, 6 epochs; the cached model)."""
+    from actedit.experiments import VictimSpec
+
+    return VictimSpec(train_limit=8000, epochs=6)
+
+
 def _methods_victim(quick: bool, device: str):
     """(victim, description) for the method comparison: the book's base victim, or a synthetic stand-in."""
     from actedit.experiments import Victim, VictimSpec, get_victim
@@ -117,7 +126,7 @@ def _methods_victim(quick: bool, device: str):
         poisoned = poison(splits.train, trigger, PoisonConfig(rate=0.1, target=2))
         victim = Victim(VictimSpec(), model, splits, trigger, trigger.magnified(3), poisoned)
         return victim, "synthetic 1×28×28 images, untrained small CNN (smoke run)"
-    victim = get_victim(VictimSpec(), device=device, progress=False)
+    victim = get_victim(base_spec(), device=device, progress=False)
     return victim, (f"the book's base victim ({victim.spec.dataset}, {victim.spec.model}, {victim.spec.trigger} "
                     "trigger)")
 
@@ -152,6 +161,52 @@ def bench_methods(plan: dict, device: str, quick: bool, baseline_epochs: int | N
             "rows": json.loads(table.to_json(orient="records"))}
 
 
+def bench_budgets(plan: dict, device: str, quick: bool) -> dict:
+    """(2b) issue 15: every baseline at its reference schedule and cut to ``plan["budgets"]`` epochs, against the
+    edit, at ``plan["budget_sizes"]``; the time each needs to reach the edit's Score; reference ÷ edit time beside
+    the paper's ratio for that method (Table 7, same N)."""
+    import pandas as pd
+
+    from actedit import paper
+    from actedit.experiments import Timing, budget_curves, time_to_score, victim_configs
+
+    victim, what = _methods_victim(quick, device)
+    configs = None
+    if quick:   # the smoke run: every schedule cut to one epoch, so that it takes seconds
+        configs = _one_epoch(victim_configs(victim))
+    log(f"budgets: N = {plan['budget_sizes']}, budgets {plan['budgets']} epochs and each reference schedule")
+    curves = budget_curves(victim, victim.model if quick else _reference(device), samples=plan["budget_sizes"],
+                           budgets=plan["budgets"], configs=configs, n_eval=1000,
+                           timing=Timing(repeats=plan["repeats"], warmup=1), device=device, progress=False)
+    reach = time_to_score(curves)
+    t7 = paper.table7()
+    times = t7[(t7.metric == "time") & ~t7.repair.astype(bool)]
+
+    def paper_ratio(method: str, bdk: bool, n: int) -> float:
+        mine = times.query("method == @method and bdk == @bdk and samples == @n")["mean"]
+        edit = times.query("method == 'ours' and bdk == @bdk and samples == @n")["mean"]
+        return float(mine.iloc[0] / edit.iloc[0]) if len(mine) and len(edit) else math.nan
+
+    reach["ratio"] = reach["reference seconds"] / reach["edit seconds"]
+    reach["paper ratio"] = [paper_ratio(r["method"], bool(r["bdk"]), int(r["samples"])) for r in reach.to_dict("records")]
+    return {"data": what, "schedules": "reference" if not quick else "one epoch (smoke run)",
+            "curves": json.loads(curves.to_json(orient="records")),
+            "reach": json.loads(pd.DataFrame(reach).to_json(orient="records"))}
+
+
+def _one_epoch(configs: dict) -> dict:
+    from actedit.experiments import with_epochs
+
+    return {name: with_epochs(c, 1) for name, c in configs.items()}
+
+
+def _reference(device: str):
+    """The base victim's retrained reference R (Eq. 6's ACC^R)."""
+    from actedit.experiments import VictimSpec, get_retrained
+
+    return get_retrained(base_spec(), device=device, progress=False)
+
+
 def bench_explorer(plan: dict, device: str, quick: bool) -> dict:
     """(3) one update of the γ/λ explorer (edit + evaluation + figure), extraction cached."""
     try:
@@ -171,7 +226,7 @@ def bench_explorer(plan: dict, device: str, quick: bool) -> dict:
     else:
         from actedit.experiments import VictimSpec, get_retrained, get_victim
 
-        spec = VictimSpec()
+        spec = base_spec()
         session = EditSession.from_victim(get_victim(spec, device=device, progress=False),
                                                   get_retrained(spec, device=device, progress=False), device=device)
         settings = ExplorerSettings()
@@ -252,6 +307,10 @@ def _s(x: float) -> str:
     return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
 
 
+def _num(x, spec: str = ".1f", unit: str = "") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec) + unit
+
+
 def _ok(flag) -> str:
     return "–" if flag is None else ("yes" if flag else "**no**")
 
@@ -293,6 +352,21 @@ def markdown(result: dict) -> str:
             setting = "BDK" if r["bdk"] else "¬BDK"
             lines.append(f"| {r['method']} ({setting}) | {r['samples']} | {_s(r['seconds'])} | "
                          f"{'–' if ratio is None else f'{ratio:.1f}×'} | {_ok(r.get('meets_goal'))} |")
+        lines.append("")
+    if "budgets" in result:
+        bu = result["budgets"]
+        lines += [f"## Baselines at their reference schedules: time to the edit's Score — {bu['data']} "
+                  f"({bu['schedules']})", "",
+                  "| baseline | N | edit: Score, time | reference: epochs, Score, time | to the edit's Score | "
+                  "reference ÷ edit | paper's ratio |", "|---|---:|---|---|---|---:|---:|"]
+        for r in bu["reach"]:
+            e, t = r["epochs to edit's score"], r["seconds to edit's score"]
+            to = "never" if e is None else f"{e} ep., {_s(t)}"
+            paper_r = r.get("paper ratio")
+            lines.append(f"| {r['method']} ({'BDK' if r['bdk'] else '¬BDK'}) | {r['samples']} | "
+                         f"{_num(r['edit score'])}, {_s(r['edit seconds'])} | {r['reference epochs']} ep., "
+                         f"{_num(r['reference score'])}, {_s(r['reference seconds'])} | {to} | "
+                         f"{_num(r['ratio'], '.0f', '×')} | {_num(paper_r, '.0f', '×')} |")
         lines.append("")
     if "explorer" in result:
         ex = result["explorer"]
@@ -338,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file to write (default bench/results/<device>.json)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--book", action="store_true", help="also time the book build cold and warm (many minutes)")
-    parser.add_argument("--book-args", default="--nbval", metavar="ARGS",
-                        help="arguments of scripts/build_book.py for --book (default: --nbval, i.e. `make book`)")
+    parser.add_argument("--book-args", default="", metavar="ARGS",
+                        help="arguments of scripts/build_book.py for --book (default: none, i.e. `make book`; "
+                             "--nbval: also nbval, `make test`'s book step)")
     parser.add_argument("--keep-book-copy", action="store_true", help="keep the temporary repository copy")
     parser.add_argument("--models", nargs="+", help="models for the edit and profile sections (default: cnn resnet18)")
     parser.add_argument("--sizes", nargs="+", type=int, help="N for the edit section (default: 4 64 512 5000)")
@@ -369,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         result["profile"] = bench_profile(plan, args.device)
     if "methods" in sections:
         result["methods"] = bench_methods(plan, args.device, args.quick, args.baseline_epochs)
+    if "budgets" in sections:
+        result["budgets"] = bench_budgets(plan, args.device, args.quick)
     if "explorer" in sections:
         result["explorer"] = bench_explorer(plan, args.device, args.quick)
     if "book" in sections:

@@ -385,3 +385,53 @@ def test_score_table_and_best_methods_from_tidy_frames():
     assert row[("actFT", "ours")] == "80.00 ± 1.00" and row[("BaEraser", "ours")] == "–"
     assert row[("best", "ours")] == "ours" and row[("best", "paper")] == "actFT"
     assert len(table) == 8
+
+
+def test_budget_configs_cut_the_reference_schedule_and_end_with_it():
+    from actedit.experiments import budget_configs
+
+    assert [e for e, _ in budget_configs(BasicFTConfig())] == [1, 3, 10, 30, 100]
+    nad_budgets = budget_configs(NADConfig())
+    assert [e for e, _ in nad_budgets] == [1, 3, 10, 20]
+    assert nad_budgets[0][1].teacher.train.epochs == 1 and nad_budgets[-1][1] == NADConfig()   # the reference itself
+    assert [e for e, _ in budget_configs(ActFTConfig())] == [1]                   # one pass: nothing below it
+    # a cut keeps everything but the epochs
+    cut = budget_configs(BasicFTConfig(), budgets=(3,))[0][1]
+    assert cut.train == replace(BasicFTConfig().train, epochs=3)
+
+
+def test_budget_curves_score_each_budget_cache_the_baselines_and_find_the_time_to_the_edits_score(tmp_path):
+    from actedit.cache import Cache
+    from actedit.experiments import budget_curves, time_to_score
+
+    victim = tiny_victim()
+    before = fingerprint(victim.model)
+    quick = TrainConfig(epochs=2, batch_size=8, lr=0.05)
+    configs = {"basicFT": BasicFTConfig(train=quick), "actFT": ActFTConfig(train=replace(quick, epochs=1))}
+    kwargs = dict(samples=[8, 12], budgets=(1, 5), methods=("actFT", "basicFT"), configs=configs, n_eval=12,
+                  cache=Cache(tmp_path), progress=False)
+    curves = budget_curves(victim, tiny_model(1).eval(), **kwargs)
+    assert fingerprint(victim.model) == before
+    # per N: the edit with and without δ, actFT at its reference (1 epoch), basicFT at 1 and its reference (2)
+    assert list(zip(curves["method"], curves["bdk"], curves["epochs"], curves["reference"]))[:4] == [
+        ("ours", True, 0, True), ("ours", False, 0, True), ("actFT", True, 1, True), ("basicFT", False, 1, False)]
+    assert len(curves) == 2 * 5 and list(curves["samples"]) == [8] * 5 + [12] * 5
+    assert set(curves.columns) >= {"method", "bdk", "samples", "epochs", "reference", "score", "seconds", "asr"}
+    again = budget_curves(victim, tiny_model(1).eval(), **kwargs)   # baselines from the cache: same models
+    baselines = curves["method"] != "ours"
+    pd.testing.assert_frame_equal(again[baselines][["asr", "acc", "ctca", "seconds"]],
+                                  curves[baselines][["asr", "acc", "ctca", "seconds"]])
+    table = time_to_score(curves)
+    assert list(zip(table["method"], table["samples"])) == [("actFT", 8), ("basicFT", 8), ("actFT", 12),
+                                                           ("basicFT", 12)]
+    for r in table.to_dict("records"):
+        part = curves[(curves["method"] == r["method"]) & (curves["samples"] == r["samples"])]
+        edit = curves[(curves["method"] == "ours") & (curves["bdk"] == r["bdk"]) & (curves["samples"] == r["samples"])]
+        reached = part[part["score"] >= edit["score"].iloc[0]]
+        if len(reached):
+            assert r["epochs to edit's score"] == reached["epochs"].iloc[0]
+            assert r["seconds to edit's score"] == reached["seconds"].iloc[0]
+        else:
+            assert r["epochs to edit's score"] is None and math.isnan(r["seconds to edit's score"])
+    with pytest.raises(ValueError, match="not baselines"):
+        budget_curves(victim, victim.model, samples=[8], methods=("ours",))

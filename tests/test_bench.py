@@ -136,7 +136,7 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "# actedit benchmark (quick)" in run.stdout and "| model | N |" in run.stdout
     result = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    assert result["quick"] is True and result["sections"] == ["edit", "profile", "methods", "explorer"]
+    assert result["quick"] is True and result["sections"] == ["edit", "profile", "methods", "budgets", "explorer"]
     assert result["machine"]["torch"] == torch.__version__
     edit = result["edit"]
     assert edit and {"model", "n", "bdk", "forward_s", "edit_s", "ratio", "cpu_ratio", "meets_goal"} <= set(edit[0])
@@ -155,5 +155,10 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path):
     for r in methods["rows"]:
         assert isinstance(r["seconds"], float) and isinstance(r["ratio"], float)
         assert r["meets_goal"] is None if r["method"].startswith("ours") else isinstance(r["meets_goal"], bool)
+    budgets = result["budgets"]   # every baseline at its (here: one-epoch) reference and the time to the edit's Score
+    assert {(r["method"], r["bdk"]) for r in budgets["reach"]} == {("actFT", True), ("BaEraser", True),
+                                                                   ("basicFT", False), ("NAD", False)}
+    assert all(r["reference seconds"] > 0 and r["ratio"] > 0 for r in budgets["reach"])
+    assert "time to the edit's Score" in run.stdout
     explorer = result["explorer"]
     assert "missing" in explorer or {"numbers_only", "with_figure", "meets_goal"} <= set(explorer)

@@ -51,6 +51,7 @@ def test_every_chapter_opens_with_its_run_box(chapter):
                  "papermill "):
         assert part in box, f"{chapter.name}: the run box lacks {part!r}"
     assert re.search(r"about \d+ s on the 2-core build machine \(execute \d+ s \+ nbval \d+ s", box)
+    assert len(re.findall(r"^\*\*Cold cost:\*\* ", box, re.MULTILINE)) == 1
     paper_file = ROOT / "params" / "paper" / f"{chapter.stem}.yml"
     assert (f"-f params/paper/{chapter.stem}.yml" in box) == paper_file.exists()
 

@@ -78,7 +78,10 @@ def test_the_default_book_plans_each_model_once():
     base = {j.key for j in plan.models_for("02_base_configuration", _parameters("02_base_configuration")).jobs()}
     assert base <= {j.key for j in table1.jobs()} and base <= {j.key for j in table2.jobs()}
     assert len({j.key for j in table1.jobs()} - base) == 4 and len({j.key for j in table2.jobs()} - base) == 8
-    assert len(_all_jobs(None)) == 41
+    # the base victim and its R are chapter 7's white-square ones and chapter 13's target-2 ones (one recipe)
+    triggers_white = {plan.ModelJob(r, triggers.victims["white", 0]).key for r in ("victim", "retrained")}
+    assert base == triggers_white and base <= {j.key for j in table10.jobs()}
+    assert len(_all_jobs(None)) == 39
 
 
 def test_a_chapter_without_the_plans_parameters_is_refused():
@@ -93,7 +96,7 @@ def test_the_plan_reads_only_the_spec_fields_the_chapter_means():
     """Chapter 15's ``alpha`` is Eq. 7's, not the trigger's opacity: its victim is the base one."""
     parameters = _parameters("15_explorer")
     assert parameters["alpha"] == 0.0
-    assert plan.models_for("15_explorer", parameters).victims[0] == VictimSpec()
+    assert plan.models_for("15_explorer", parameters).victims[0] == VictimSpec(train_limit=8000, epochs=6)
     # chapter 14's per-target R of a dirty-label trigger is one model, shared with its clean seed 0
     detection = plan.models_for("14_detection", _parameters("14_detection"))
     assert len({plan.ModelJob("retrained", s).key for s in detection.references.values()}) == 5
@@ -323,3 +326,37 @@ def test_nbval_rerun_writes_its_results_apart(monkeypatch, tmp_path):
     assert seen["exists"], "nbval's kernel got no scratch results folder"
     assert Path(seen["dir"]).resolve() != (ROOT / "book" / "_executed").resolve()
     assert not Path(seen["dir"]).exists(), "the scratch folder outlives the check"
+
+
+def test_run_boxes_take_a_cold_builds_measured_seconds(tmp_path, monkeypatch):
+    """`workflow/book.py run-boxes` writes execute, nbval and the training seconds of the chapter's own models
+    (from actedit.plan) into its run box, and leaves a chapter that did not run as it was."""
+    import shutil
+
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
+    for name in ("_toc.yml", "_config.yml"):
+        shutil.copy(ROOT / name, root / name)
+    for chapter in CHAPTERS:
+        shutil.copy(chapter.source, root / "notebooks" / chapter.source.name)
+    bench = tmp_path / "benchmarks"
+    for kind in ("execute", "nbval", "train"):
+        (bench / kind).mkdir(parents=True)
+    header = "s\th:m:s\tmax_rss\n"
+    (bench / "execute" / "03_method.tsv").write_text(header + "40.4\t0:00:40\t1\n")
+    (bench / "nbval" / "03_method.tsv").write_text(header + "20.2\t0:00:20\t1\n")
+    keys = [j.key for j in plan.models_for("03_method", _parameters("03_method")).jobs()]
+    assert len(keys) == 2   # the victim and its R
+    for i, key in enumerate(keys):
+        (bench / "train" / f"{key}.tsv").write_text(header + f"{30 + i}.0\t0:00:30\t1\n")
+    (bench / "train" / "ffffffffffffffffffff.tsv").write_text(header + "999.0\t0:16:39\t1\n")   # another chapter's
+    before = {c.source.name: (root / "notebooks" / c.source.name).read_text() for c in CHAPTERS}
+    assert book.update_run_boxes(bench, "commit abc", root=root) == ["03_method"]
+    text = (root / "notebooks" / "03_method.md").read_text()
+    assert ("**Cold cost:** about 61 s on the 2-core build machine (execute 40 s + nbval 20 s: `make book` executes, "
+            "`make test` also runs nbval;") in text
+    assert "commit abc). It loads 2 models, trained before it by the workflow's training jobs in 61 s" in text
+    assert text.count("**Cold cost:**") == 1
+    for name, old in before.items():
+        if name != "03_method.md":
+            assert (root / "notebooks" / name).read_text() == old

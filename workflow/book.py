@@ -367,6 +367,43 @@ def times_table(rows: list[tuple[str, str, float]]) -> str:
     return "\n".join(lines)
 
 
+COLD_COST = re.compile(r"^\*\*Cold cost:\*\* .*$", re.MULTILINE)
+
+
+def cold_cost_line(execute_s: float, nbval_s: float | None, models: int, train_s: float, source: str) -> str:
+    """The run box's cost line of a chapter, from a cold build's benchmark seconds."""
+    nbval = f"{nbval_s:.0f} s" if nbval_s is not None else "not measured"
+    trained = (f" It loads {models} model{'s' if models != 1 else ''}, trained before it by the workflow's training "
+               f"jobs in {train_s:.0f} s of one core (shared with the chapters that load the same models)."
+               if models else " It loads no model trained by the workflow.")
+    return (f"**Cold cost:** about {execute_s + (nbval_s or 0):.0f} s on the 2-core build machine (execute "
+            f"{execute_s:.0f} s + nbval {nbval}: `make book` executes, `make test` also runs nbval; its kernel on one "
+            f"thread while another job runs beside it, empty model cache; {source}).{trained} A warm rebuild loads "
+            "the cached models and takes seconds.")
+
+
+def update_run_boxes(benchmarks: Path, source: str, root: Path = ROOT) -> list[str]:
+    """Rewrite the ``**Cold cost:**`` line of each chapter's run box from the Snakemake benchmark files of a
+    cold build (``_build/benchmarks``: execute, nbval and train seconds); ``source`` says which build (commit,
+    machine). A chapter without an execute benchmark keeps its line. Returns the stems rewritten."""
+    from actedit import plan
+
+    seconds = {(kind, name): s for kind, name, s in times(benchmarks)}
+    done = []
+    for chapter in chapters_from_toc(root):
+        if ("execute", chapter.stem) not in seconds or chapter.source.suffix != ".md":
+            continue
+        keys = {job.key for job in plan.models_for(chapter.stem, chapter_parameters(chapter, {})).jobs()}
+        line = cold_cost_line(seconds["execute", chapter.stem], seconds.get(("nbval", chapter.stem)), len(keys),
+                              sum(seconds.get(("train", k), 0.0) for k in keys), source)
+        text = chapter.source.read_text(encoding="utf-8")
+        new, count = COLD_COST.subn(lambda _: line, text, count=1)
+        if count and new != text:
+            chapter.source.write_text(new, encoding="utf-8")
+            done.append(chapter.stem)
+    return done
+
+
 def label_dag(dot: str, params_dir: str | None = None, root: Path = ROOT) -> str:
     """``snakemake --dag`` output with each training job's cache key replaced by the model it trains."""
     from actedit import plan
@@ -406,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     dag = sub.add_parser("label-dag", help="read `snakemake --dag` on stdin, name the models of its training jobs")
     dag.add_argument("--params", metavar="DIR", help="the DAG's parameter files (as its --config params=)")
     sub.add_parser("jobs", help="print the default number of jobs ($ACTEDIT_BOOK_JOBS, else CPUs, at most 4)")
+    boxes = sub.add_parser("run-boxes", help="write a cold build's measured seconds into the chapters' run boxes")
+    boxes.add_argument("benchmarks", type=Path, help="the cold build's _build/benchmarks")
+    boxes.add_argument("--source", required=True, help="which build measured them, e.g. 'commit 073c66f'")
     args = parser.parse_args(argv)
 
     def log(message: str) -> None:
@@ -423,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             log(times_table(times(args.benchmarks, args.since)))
         elif args.command == "label-dag":
             sys.stdout.write(label_dag(sys.stdin.read(), args.params))
+        elif args.command == "run-boxes":
+            log(f"rewrote {', '.join(update_run_boxes(args.benchmarks, args.source)) or 'nothing'}")
         elif args.command == "jobs":
             log(str(default_jobs()))
     except (BuildError, FileNotFoundError, ValueError) as error:

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..training import LossFn, TrainConfig
-from ._common import (Features, Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, penultimate_layer,
+from ._common import (ONE_GENTLE_PASS, Features, Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, penultimate_layer,
                       require_trigger, with_trigger)
 
 __all__ = ["ActFTConfig", "act_ft", "ACTFT_SCHEDULE"]
@@ -46,16 +46,7 @@ log = logging.getLogger(__name__)
 
 #: actFT's schedule from the paper's own description (Tables 6/7: ~1/18 of basicFT's time, ACC kept): one gentle
 #: pass; Qiao et al. [37] give no retraining schedule we could read (see the module docstring)
-ACTFT_SCHEDULE = TrainConfig(
-    epochs=1,               # one pass over D_U ∪ D_U⊕δ
-    batch_size=128,         # clean images per batch (each batch also gets their δ copies)
-    lr=0.01,                # small: Table 7 keeps the victim's ACC (69.6 % vs 70.5 %)
-    momentum=0.9,
-    weight_decay=5e-4,
-    optimizer="sgd",
-    schedule="cosine",
-    augment=False,
-)
+ACTFT_SCHEDULE = ONE_GENTLE_PASS   # over D_U ∪ D_U⊕δ
 
 
 @dataclass(frozen=True)

@@ -36,23 +36,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..training import TrainConfig
-from ._common import (Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, require_trigger,
+from ._common import (ONE_GENTLE_PASS, Trigger, check_inputs, check_positive, check_train, fine_tune, magnify, require_trigger,
                       with_trigger)
 
 __all__ = ["BaEraserConfig", "ba_eraser", "BAERASER_SCHEDULE"]
 log = logging.getLogger(__name__)
 
 #: BaEraser's schedule — ours (Liu et al. [33] give none we could read; see the module docstring): one pass
-BAERASER_SCHEDULE = TrainConfig(
-    epochs=1,
-    batch_size=128,         # clean images per batch (each batch also gets their δ copies)
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=5e-4,
-    optimizer="sgd",
-    schedule="cosine",
-    augment=False,
-)
+BAERASER_SCHEDULE = ONE_GENTLE_PASS
 
 
 @dataclass(frozen=True)
