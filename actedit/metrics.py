@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .training import as_channels_last, channels_last, preserved_modes
+from .training import preserved_modes
 
 __all__ = ["predict", "evaluate", "per_class_accuracy", "score"]
 
@@ -24,13 +24,12 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256, to
     """Top-k class indices of ``model`` in eval mode: ``[N, top_k]`` int64 (column 0 is the arg-max).
 
     256 images per batch: on a CPU the book's models then keep their activations in cache, about 25 % faster on
-    one thread than 512 (a GPU may prefer larger batches); weights and images in channels-last memory
-    (:func:`actedit.training.channels_last`), about 1.9× faster on one CPU thread for the small CNN."""
-    with preserved_modes(model), channels_last(model):
+    one thread than 512 (a GPU may prefer larger batches)."""
+    with preserved_modes(model):
         model.eval()
         out = []
         for start in range(0, images.shape[0], batch_size):
-            logits = model(as_channels_last(images[start:start + batch_size].to(device)))
+            logits = model(images[start:start + batch_size].to(device))
             out.append(logits.topk(top_k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.empty(0, top_k, dtype=torch.long)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .seeding import generator
 from .timing import timed
 
-__all__ = ["TrainConfig", "History", "fit", "fit_cached", "preserved_modes", "channels_last", "LossFn", "TransformFn"]
+__all__ = ["TrainConfig", "History", "fit", "fit_cached", "preserved_modes", "LossFn", "TransformFn"]
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -127,29 +127,6 @@ def preserved_modes(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-@contextmanager
-def channels_last(model: nn.Module) -> Iterator[nn.Module]:
-    """Hold ``model``'s 4-D weights in channels-last memory inside the block, and in the usual layout again on exit
-    (exceptions included); the values are not changed, only where they lie. Convolutions take oneDNN's fast path on
-    a CPU in this layout when their inputs are channels-last too (:func:`as_channels_last`): on one thread of the
-    build machine a training step of the small CNN takes about 1/1.5 and a forward pass 1/1.9 of the time (measured
-    when this was introduced; ``bench/`` times the edit and the baselines). Parameters keep their identity::
-
-        with channels_last(model):
-            logits = model(as_channels_last(x))
-    """
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield model
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-
-
-def as_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in channels-last memory when it is a batch of images ``[N, C, H, W]``; other tensors as they are."""
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-
-
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -205,7 +182,7 @@ def fit(
     # Dropout and other layers draw from the global RNG: run under a forked, seeded one so that the result
     # depends only on config.seed and the caller's RNG state is neither used nor disturbed.
     devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), preserved_modes(model), channels_last(model):
+    with torch.random.fork_rng(devices=devices), preserved_modes(model):
         torch.manual_seed(config.seed)
         model.train()
         for epoch in range(config.epochs):
@@ -221,7 +198,7 @@ def fit(
                         x = _augment(x, g)
                     if transform is not None:
                         x, y = transform(x, y, g)
-                    x, y = as_channels_last(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     opt.zero_grad(set_to_none=True)
                     value = loss_fn(model, x, y)
                     if not torch.isfinite(value):
