@@ -520,8 +520,9 @@ def budget_curves(victim: Victim, reference: nn.Module, *, samples: Sequence[int
     configs = {**reference_configs(victim), **(configs or {})}
     before = victim.evaluate(n_eval=n_eval, device=device)
     acc_r = victim.evaluate(reference, n_eval=n_eval, device=device)["acc"]
-    runs = [(n, name, e, c) for n in samples for name in methods for e, c in budget_configs(configs[name], budgets)]
-    bar = tqdm(total=len(runs) + 2 * len(samples), desc="budget curves", disable=not progress)
+    schedules = {name: budget_configs(configs[name], budgets) for name in methods}
+    bar = tqdm(total=len(samples) * (2 + sum(map(len, schedules.values()))), desc="budget curves",
+               disable=not progress)
     rows = []
 
     def add(name: str, bdk: bool, n: int, epochs: int, is_reference: bool, model: nn.Module, seconds: float) -> None:
@@ -539,7 +540,7 @@ def budget_curves(victim: Victim, reference: nn.Module, *, samples: Sequence[int
                                      warmup=timing.warmup, repeats=timing.repeats, budget_s=timing.budget_s,
                                      device=device)
             add("ours", bdk, n, 0, True, model, stats["seconds"])
-        for m, name, epochs, config in (r for r in runs if r[0] == n):
+        for name, epochs, config in ((name, e, c) for name in methods for e, c in schedules[name]):
             bdk = bool(METHODS[name].needs_trigger)
             trig = victim.trigger if bdk else None
 

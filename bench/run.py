@@ -135,7 +135,7 @@ def bench_methods(plan: dict, device: str, quick: bool, baseline_epochs: int | N
     """(2) every method of Table 7 at equal D_U; each method's time ÷ the edit's in the same setting."""
     import pandas as pd
 
-    from actedit.experiments import METHODS, Timing, run_comparison, victim_configs, with_epochs
+    from actedit.experiments import BASELINES, METHODS, Timing, run_comparison, victim_configs, with_epochs
 
     victim, what = _methods_victim(quick, device)
     methods = [("ours", True), ("ours", False), ("ours +repair", True), ("ours +repair", False)] + [
@@ -157,7 +157,7 @@ def bench_methods(plan: dict, device: str, quick: bool, baseline_epochs: int | N
                            for b, r in zip(baselines, table["ratio"])]
     found = sorted(set(table.loc[baselines, "method"]))
     return {"data": what, "baseline_epochs": baseline_epochs, "baselines_found": found,
-            "baselines_missing": sorted({"actFT", "BaEraser", "basicFT", "NAD"} - set(found)),
+            "baselines_missing": sorted(set(BASELINES) - set(found)),
             "rows": json.loads(table.to_json(orient="records"))}
 
 
