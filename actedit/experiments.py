@@ -27,6 +27,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
@@ -50,7 +51,8 @@ from .triggers import TRIGGER_DEFAULTS, make_trigger
 __all__ = ["VictimSpec", "Victim", "model_key", "get_victim", "get_retrained", "load_splits", "victim_and_reference",
            "triggers_for", "eval_index", "draw_unseen", "Method", "METHODS", "EditRepairConfig", "run_method",
            "victim_configs", "with_epochs", "Timing", "run_comparison", "run_edit_grid", "BUDGETS", "BASELINES",
-           "reference_configs", "budget_configs", "budget_curves", "time_to_score"]
+           "reference_configs", "budget_configs", "budget_curves", "time_to_score",
+           "recorded_budget_curves"]
 log = logging.getLogger(__name__)
 
 
@@ -218,12 +220,16 @@ def get_retrained(spec: VictimSpec = VictimSpec(), *, device: str = "cpu", cache
     """The retrained reference R of ``spec``: same architecture and recipe, trained on D_C only (Eq. 6)."""
     cache = cache or Cache()
     victim_splits = load_splits(spec.dataset, spec.unseen, spec.seed, spec.train_limit, spec.test_limit, data_root)
-    trig, _ = triggers_for(spec, victim_splits, cache=cache, device=device, progress=progress,
-                           data_root=data_root)
-    poisoned = poison(victim_splits.train, trig, PoisonConfig(rate=spec.poison_rate, target=spec.target,
+    # D_C is D_T without the poisoned indices, which depend on ρ, y_t, the seed and clean-label, never on δ: R needs
+    # no trigger (so R's job does not wait for the Narcissus trigger that the victim's job is optimising)
+    poisoned = poison(victim_splits.train, _no_trigger, PoisonConfig(rate=spec.poison_rate, target=spec.target,
                                                              clean_label=spec.trigger == "narcissus", seed=spec.seed))
     return _trained(spec, "retrained", poisoned.clean.images, poisoned.clean.labels, victim_splits, cache, device,
                     progress)
+
+
+def _no_trigger(images: torch.Tensor) -> torch.Tensor:
+    return images
 
 
 def victim_and_reference(spec: VictimSpec = VictimSpec(), **kwargs) -> tuple[Victim, nn.Module]:
@@ -589,6 +595,34 @@ def time_to_score(curves: pd.DataFrame) -> pd.DataFrame:
     if len(table):   # ints and None, not floats and NaN
         table["epochs to edit's score"] = pd.Series([r["epochs to edit's score"] for r in rows], dtype=object)
     return table
+
+
+def recorded_budget_curves(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The budget curves that ``python bench/run.py --only budgets`` recorded in ``path`` (its JSON): the
+    :func:`budget_curves` frame and a dict of where they come from (``data``, ``schedules``, ``machine``, ``time``).
+
+    For a chapter that shows the benchmark's larger N beside what it computes itself; the numbers are the
+    benchmark's, read, not recomputed. A missing file, or one without a budgets section, raises ValueError naming it.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read the benchmark results {path}: {error}") from error
+    section = result.get("budgets") if isinstance(result, dict) else None
+    if not isinstance(section, dict) or not section.get("curves"):
+        raise ValueError(f"{path} holds no budgets section: run `python bench/run.py --only budgets`")
+    curves = pd.DataFrame(section["curves"])
+    missing = {"method", "bdk", "samples", "epochs", "reference", "score", "seconds"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"{path}: the budget curves lack the columns {sorted(missing)}")
+    machine = result.get("machine", {})
+    return curves, {"data": section.get("data", ""), "schedules": section.get("schedules", ""),
+                    "machine": f"{machine.get('cpu_model', '?')}, {machine.get('torch_threads', '?')} torch thread(s), "
+                               f"torch {machine.get('torch', '?')}, {machine.get('device', '?')}",
+                    "time": machine.get("time", "")}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -97,6 +97,17 @@ setup: missing Debian packages: ${missing[*]}
   As root on Debian/Ubuntu:  apt-get update && apt-get install -y ${missing[*]}
 EOF
     fi
+    # optional: tcmalloc, the allocator PyTorch's CPU performance guide recommends; workflow/book.py preloads it
+    # into the training jobs and kernels when present (same numbers, ~8 % less time on this machine's 2 cores)
+    if ! dpkg-query -W -f='${Status}' libtcmalloc-minimal4 2>/dev/null | grep -q "install ok installed"; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4 \
+                >/dev/null 2>&1 && say "apt-get install libtcmalloc-minimal4" \
+                || say "libtcmalloc-minimal4 not installed: the build uses glibc's allocator (same numbers, slower)"
+        else
+            say "optional: apt-get install libtcmalloc-minimal4 (a faster allocator for the build; same numbers)"
+        fi
+    fi
 fi
 
 # 4. Offline web assets of the book: MathJax 3, RequireJS, the Jupyter widgets HTML manager --------------

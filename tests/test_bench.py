@@ -162,3 +162,20 @@ def test_quick_benchmark_writes_well_formed_json(tmp_path):
     assert "time to the edit's Score" in run.stdout
     explorer = result["explorer"]
     assert "missing" in explorer or {"numbers_only", "with_figure", "meets_goal"} <= set(explorer)
+
+
+def test_recorded_budget_curves_reads_the_committed_benchmark(tmp_path):
+    """Chapter 09 shows the benchmark's N = 500 and 5,000 curves from bench/results: the reader must accept the
+    committed file and name the file when it is missing or holds no budgets section."""
+    from actedit.experiments import recorded_budget_curves, time_to_score
+
+    curves, source = recorded_budget_curves(ROOT / "bench" / "results" / "cpu-amd-epyc.budgets.json")
+    assert {50, 500, 5000} <= set(curves["samples"]) and source["time"] and "torch" in source["machine"]
+    reach = time_to_score(curves)
+    assert len(reach) == 4 * 3 and set(reach["method"]) == {"actFT", "BaEraser", "basicFT", "NAD"}
+    with pytest.raises(ValueError, match="nowhere.json"):
+        recorded_budget_curves(tmp_path / "nowhere.json")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"sections": ["edit"], "edit": {}}))
+    with pytest.raises(ValueError, match="no budgets section"):
+        recorded_budget_curves(other)

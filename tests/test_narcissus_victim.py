@@ -86,3 +86,31 @@ def test_triggers_for_passes_data_root_to_the_pattern(tmp_path, monkeypatch):
                                             data_root=str(tmp_path / "pood"))
     assert seen["data_root"] == str(tmp_path / "pood")
     assert trig(torch.zeros(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+def test_retrained_reference_needs_no_trigger(tmp_path, monkeypatch):
+    """R trains on D_C, which depends on the poisoned indices only: its job must not build (or wait for) the
+    Narcissus trigger, and D_C must be exactly the victim's."""
+    import actedit.experiments as experiments
+    from actedit.poisoning import PoisonConfig, poison
+
+    splits = tiny_splits()
+    monkeypatch.setattr(experiments, "load_splits", lambda *a, **k: splits)
+
+    def no_trigger(*args, **kwargs):
+        raise AssertionError("R must not need the trigger")
+
+    seen = {}
+
+    def fake_fit(model, images, labels, **kwargs):
+        seen.update(images=images, labels=labels)
+        return type("History", (), {"loss": [0.0], "seconds": 0.0})()
+
+    monkeypatch.setattr(experiments, "triggers_for", no_trigger)
+    monkeypatch.setattr(experiments, "fit", fake_fit)
+    spec = VictimSpec(trigger="narcissus", train_limit=60, target=3)
+    experiments.get_retrained(spec, cache=Cache(tmp_path))
+    expected = poison(splits.train, lambda x: x + 1.0, PoisonConfig(rate=spec.poison_rate, target=3,
+                                                                    clean_label=True, seed=spec.seed)).clean
+    assert len(expected) < len(splits.train)
+    assert torch.equal(seen["images"], expected.images) and torch.equal(seen["labels"], expected.labels)

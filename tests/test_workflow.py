@@ -360,3 +360,48 @@ def test_run_boxes_take_a_cold_builds_measured_seconds(tmp_path, monkeypatch):
     for name, old in before.items():
         if name != "03_method.md":
             assert (root / "notebooks" / name).read_text() == old
+
+
+# ------------------------------------------------------------------------------------------ the allocator
+
+
+def test_allocator_env_preloads_tcmalloc_only_when_present_and_wanted(tmp_path, monkeypatch):
+    library = tmp_path / "libtcmalloc_minimal.so.4"
+    library.write_bytes(b"")
+    monkeypatch.setattr(book, "TCMALLOC", (str(tmp_path / "absent.so"), str(library)))
+    env = book.allocator_env({"LD_PRELOAD": "/opt/other.so"})
+    assert env["LD_PRELOAD"] == f"{library} /opt/other.so" and int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 1 << 30
+    assert book.allocator_env({"ACTEDIT_TCMALLOC": "0"}) == {}
+    assert book.allocator_env({"LD_PRELOAD": str(library)}) == {}          # already preloaded: nothing twice
+    monkeypatch.setattr(book, "TCMALLOC", (str(tmp_path / "absent.so"),))
+    assert book.allocator_env({}) == {}
+    # the training jobs get it with the kernels' variables
+    monkeypatch.setattr(book, "TCMALLOC", (str(library),))
+    monkeypatch.delenv("ACTEDIT_TCMALLOC", raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert book.job_env()["LD_PRELOAD"] == str(library) and book.job_env()["OMP_NUM_THREADS"]
+
+
+def test_tcmalloc_trains_bitwise_the_same_model(tmp_path):
+    """The allocator is a speed choice only: a training run under tcmalloc gives the same weights to the bit."""
+    library = next((p for p in book.TCMALLOC if Path(p).is_file()), None)
+    if library is None:
+        pytest.skip("tcmalloc is not installed (Debian libtcmalloc-minimal4)")
+    script = ("import hashlib, torch\n"
+              "from actedit.models import build_model\n"
+              "from actedit.training import TrainConfig, fit\n"
+              "torch.manual_seed(0)\n"
+              "x, y = torch.rand(384, 1, 28, 28), torch.randint(0, 10, (384,))\n"
+              "m = build_model('cnn', num_classes=10, channels=1, size=28)\n"
+              "fit(m, x, y, config=TrainConfig(epochs=2, batch_size=64), progress=False)\n"
+              "h = hashlib.sha256()\n"
+              "[h.update(t.detach().numpy().tobytes()) for t in m.state_dict().values()]\n"
+              "print(h.hexdigest())\n")
+    digests = []
+    for preload in ({}, {"LD_PRELOAD": library}):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "ACTEDIT_CACHE": str(tmp_path), **preload}
+        env.pop("LD_PRELOAD", None) if not preload else None
+        out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                             check=True)
+        digests.append(out.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1] and len(digests[0]) == 64

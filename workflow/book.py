@@ -36,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
@@ -170,8 +171,36 @@ def default_jobs() -> int:
 # --------------------------------------------------------------------------------------- execution
 
 
+# tcmalloc, the allocator PyTorch's CPU performance guide recommends: preloaded into the training jobs and kernels
+# when installed (Debian libtcmalloc-minimal4; `make setup` tries to install it). Allocation does not change any
+# arithmetic — the models are bitwise those of glibc's allocator — but a small CNN's training job took 27.6 s
+# against 29.9 s (mean of 3-4 runs each). ACTEDIT_TCMALLOC=0 turns it off.
+TCMALLOC = tuple(f"/usr/lib/{arch}-linux-gnu/libtcmalloc_minimal.so.4" for arch in ("x86_64", "aarch64")) \
+    + ("/usr/lib64/libtcmalloc_minimal.so.4",)
+
+
+def allocator_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``LD_PRELOAD`` (and a quiet large-allocation report) for tcmalloc when it is installed and not turned off
+    with ``ACTEDIT_TCMALLOC=0``; empty otherwise. A preload the caller already has is kept, after tcmalloc."""
+    environ = os.environ if environ is None else environ
+    if environ.get("ACTEDIT_TCMALLOC", "1") == "0":
+        return {}
+    library = next((path for path in TCMALLOC if Path(path).is_file()), None)
+    preload = environ.get("LD_PRELOAD", "")
+    if library is None or "tcmalloc" in preload:
+        return {}
+    # tcmalloc reports allocations over 1 GiB on stderr, which a kernel would show in a cell's output
+    return {"LD_PRELOAD": f"{library} {preload}".strip(), "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)}
+
+
 def kernel_env() -> dict[str, str]:
-    return {**KERNEL_ENV, **os.environ}
+    return {**KERNEL_ENV, **os.environ, **allocator_env()}
+
+
+def job_env() -> dict[str, str]:
+    """What a training job is started with: :data:`KERNEL_ENV` (the caller's values win) and the allocator."""
+    env = kernel_env()
+    return {k: env[k] for k in (*KERNEL_ENV, *allocator_env()) if k in env}
 
 
 def check_kernel() -> None:
