@@ -101,9 +101,13 @@ EOF
     # into the training jobs and kernels when present (same numbers, ~8 % less time on this machine's 2 cores)
     if ! dpkg-query -W -f='${Status}' libtcmalloc-minimal4 2>/dev/null | grep -q "install ok installed"; then
         if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4 \
-                >/dev/null 2>&1 && say "apt-get install libtcmalloc-minimal4" \
-                || say "libtcmalloc-minimal4 not installed: the build uses glibc's allocator (same numbers, slower)"
+            tcmalloc() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                             libtcmalloc-minimal4 >/dev/null 2>&1; }
+            if tcmalloc || { apt-get update -qq >/dev/null 2>&1 && tcmalloc; }; then
+                say "apt-get install libtcmalloc-minimal4"
+            else
+                say "libtcmalloc-minimal4 not installed: the build uses glibc's allocator (same numbers, slower)"
+            fi
         else
             say "optional: apt-get install libtcmalloc-minimal4 (a faster allocator for the build; same numbers)"
         fi
