@@ -387,12 +387,15 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
                    n_ours: int = 512, n_baselines: int = 5000,
                    unseen: tuple[torch.Tensor, torch.Tensor] | None = None, configs: Mapping[str, Any] | None = None,
                    n_eval: int | None = None, timing: Timing = Timing(), device: str | torch.device = "cpu",
-                   cache: Cache | None = None) -> pd.DataFrame:
+                   cache: Cache | None = None, draw: int = 0) -> pd.DataFrame:
     """Unlearn ``victim`` with each method and score it; one row per method plus a "victim" and a "retrained" row.
 
     Arguments:
         victim: a :class:`Victim`. D_U is the first images of its (seeded, shuffled) pool: ``n_ours`` for the
             edit (§4.1: 512), ``n_baselines`` for the others, so the edit's images are among the baselines'.
+        draw: which D_U: 0, the pool's first images (as above); k ≥ 1, a prefix of the pool permuted with seed k
+            (:func:`draw_unseen`), the edit's images again among the baselines'. Repeating a comparison over draws
+            gives the spread that comes from the defender's data (the chapters' "A beats B" verdicts use it).
         reference: the retrained model R of the victim's specification (Eq. 6's ACC^R).
         methods: ``(name, bdk)`` pairs of :data:`METHODS` names (default: the columns of Tables 3, 4, 10).
         unseen: ``(images, labels)`` every method gets instead (Tables 6/7: one draw per sample count).
@@ -414,14 +417,22 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
         if not isinstance(bdk, bool) or (method.needs_trigger is not None and method.needs_trigger != bdk):
             raise ValueError(f"unknown method ({name!r}, {bdk!r}); valid: names of METHODS with the BDK setting "
                              "they support, e.g. ('ours', True), ('NAD', False)")
+    if isinstance(draw, bool) or not isinstance(draw, int) or draw < 0:
+        raise ValueError(f"draw must be a non-negative int (0: the D_U pool's first images), got {draw!r}")
     configs = {**victim_configs(victim), **(configs or {})}
     before = victim.evaluate(n_eval=n_eval, device=device)
     ref = victim.evaluate(reference, n_eval=n_eval, device=device)
     rows = [_row("victim", None, 0, before, math.nan, math.nan), _row("retrained", None, 0, ref, math.nan, math.nan)]
     teacher: tuple[nn.Module, float] | None = None
+
+    def drawn(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if draw == 0:
+            return victim.unseen(n)
+        return draw_unseen(victim.splits.unseen.images, victim.splits.unseen.labels, n, draw)
+
     for name, bdk in methods:
         quick = name == "ours"
-        images, labels = unseen if unseen is not None else victim.unseen(n_ours if quick else n_baselines)
+        images, labels = unseen if unseen is not None else drawn(n_ours if quick else n_baselines)
         trigger = victim.trigger if bdk else None
         config = configs.get(name)
         reuse = name == "NAD" and teacher is not None and config.teacher == configs.get("basicFT")

@@ -335,6 +335,39 @@ def test_run_comparison_through_a_cache_trains_each_baseline_once(tmp_path, monk
     assert sorted(calls) == ["BaEraser", "NAD", "actFT", "basicFT"]
 
 
+def test_run_comparison_draws_d_u_per_draw_with_the_edits_images_among_the_baselines(monkeypatch):
+    """draw 0 is the pool's first images (the chapters' default); draw k ≥ 1 another seeded prefix; in every draw
+    the edit's images are the first of the baselines' (§4.1's D_U is one set)."""
+    import actedit.experiments as experiments
+    from actedit.experiments import draw_unseen, run_comparison
+
+    victim = tiny_victim()
+    seen = {}
+
+    def spy(name):
+        def run(model, images, labels, **kwargs):
+            seen.setdefault(name, []).append(images.clone())
+            return copy.deepcopy(model)
+        return run
+
+    for name in ("ours", "basicFT"):
+        monkeypatch.setitem(experiments.METHODS, name, replace(experiments.METHODS[name], run=spy(name)))
+    methods = [("ours", False), ("basicFT", False)]
+    for draw in (0, 1, 2):
+        run_comparison(victim, tiny_model(1).eval(), methods=methods, n_ours=8, n_baselines=16, n_eval=12, draw=draw)
+    ours = [x for x in seen["ours"]]
+    ft = seen["basicFT"]
+    assert len(ft) == 3 and all(x.shape[0] == 16 for x in ft)
+    assert torch.equal(ft[0], victim.unseen(16)[0])
+    pool = victim.splits.unseen
+    assert torch.equal(ft[1], draw_unseen(pool.images, pool.labels, 16, 1)[0])
+    assert not torch.equal(ft[1], ft[0]) and not torch.equal(ft[2], ft[1])
+    for draw in range(3):   # the edit runs (timed, after a warm-up) on the first 8 of the baselines' 16
+        assert any(torch.equal(x, ft[draw][:8]) for x in ours)
+    with pytest.raises(ValueError, match="draw"):
+        run_comparison(victim, victim.model, methods=methods, draw=-1)
+
+
 def test_fit_cached_trains_once_per_model_data_and_recipe(tmp_path, monkeypatch):
     import actedit.training as training
     from actedit.cache import Cache
