@@ -52,7 +52,7 @@ __all__ = ["VictimSpec", "Victim", "model_key", "get_victim", "get_retrained", "
            "triggers_for", "eval_index", "draw_unseen", "Method", "METHODS", "EditRepairConfig", "run_method",
            "victim_configs", "with_epochs", "Timing", "run_comparison", "run_edit_grid", "BUDGETS", "BASELINES",
            "reference_configs", "budget_configs", "budget_curves", "time_to_score",
-           "recorded_budget_curves"]
+           "recorded_budget_curves", "SCHEDULES"]
 log = logging.getLogger(__name__)
 
 
@@ -501,6 +501,11 @@ def reference_configs(victim: Victim) -> dict[str, Any]:
     official 10 + 20, actFT and BaEraser one gentle pass) for ``victim``: BaEraser unlearns the victim's y_t."""
     return {name: (replace(METHODS[name].config, target=victim.spec.target) if name == "BaEraser"
                    else METHODS[name].config) for name in BASELINES}
+
+
+#: the baselines' schedules a chapter can choose (its ``baseline_schedule`` parameter): the book's short recipe or
+#: the authors' reference schedules
+SCHEDULES: dict[str, Callable[[Victim], dict[str, Any]]] = {"short": victim_configs, "reference": reference_configs}
 
 
 def budget_configs(config: Any, budgets: Sequence[int] = BUDGETS) -> list[tuple[int, Any]]:
