@@ -387,15 +387,17 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
                    n_ours: int = 512, n_baselines: int = 5000,
                    unseen: tuple[torch.Tensor, torch.Tensor] | None = None, configs: Mapping[str, Any] | None = None,
                    n_eval: int | None = None, timing: Timing = Timing(), device: str | torch.device = "cpu",
-                   cache: Cache | None = None, draw: int = 0) -> pd.DataFrame:
-    """Unlearn ``victim`` with each method and score it; one row per method plus a "victim" and a "retrained" row.
+                   cache: Cache | None = None, draws: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Unlearn ``victim`` with each method and score it; one row per method and draw of D_U, plus a "victim" and a
+    "retrained" row.
 
     Arguments:
         victim: a :class:`Victim`. D_U is the first images of its (seeded, shuffled) pool: ``n_ours`` for the
             edit (§4.1: 512), ``n_baselines`` for the others, so the edit's images are among the baselines'.
-        draw: which D_U: 0, the pool's first images (as above); k ≥ 1, a prefix of the pool permuted with seed k
-            (:func:`draw_unseen`), the edit's images again among the baselines'. Repeating a comparison over draws
-            gives the spread that comes from the defender's data (the chapters' "A beats B" verdicts use it).
+        draws: which D_Us, each a whole comparison: 0, the pool's first images (as above); k ≥ 1, a prefix of the
+            pool permuted with seed k (:func:`draw_unseen`), the edit's images again among the baselines'. Repeating
+            a comparison over draws gives the spread that comes from the defender's data (the chapters' "A beats
+            B" verdicts use it); the victim and R are evaluated once for all of them.
         reference: the retrained model R of the victim's specification (Eq. 6's ACC^R).
         methods: ``(name, bdk)`` pairs of :data:`METHODS` names (default: the columns of Tables 3, 4, 10).
         unseen: ``(images, labels)`` every method gets instead (Tables 6/7: one draw per sample count).
@@ -407,22 +409,39 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
             of D_U and the device type, and records the training time of the run that made it (reported in
             ``seconds`` on later hits). The edit is never cached: it is what the tables are about.
 
-    NAD reuses the basicFT model of the same run as its teacher when their configs agree (its ``seconds`` then
-    include the teacher's). Returns columns ``method, bdk, samples, asr, acc, ctca, score, seconds``: percent on
-    D_V with the verification trigger (:meth:`Victim.evaluate`), Score (Eq. 6; NaN for the reference rows "victim"
-    and "retrained", whose ``bdk`` is None) and wall seconds.
+    NAD reuses the basicFT model of the same draw as its teacher when their configs agree (its ``seconds`` then
+    include the teacher's). Returns columns ``method, bdk, samples, asr, acc, ctca, score, seconds, draw``: percent
+    on D_V with the verification trigger (:meth:`Victim.evaluate`), Score (Eq. 6; NaN for the reference rows
+    "victim" and "retrained", whose ``bdk`` is None and ``draw`` missing), wall seconds and the draw of D_U.
     """
     for name, bdk in methods:
         method = _method(name)
         if not isinstance(bdk, bool) or (method.needs_trigger is not None and method.needs_trigger != bdk):
             raise ValueError(f"unknown method ({name!r}, {bdk!r}); valid: names of METHODS with the BDK setting "
                              "they support, e.g. ('ours', True), ('NAD', False)")
-    if isinstance(draw, bool) or not isinstance(draw, int) or draw < 0:
-        raise ValueError(f"draw must be a non-negative int (0: the D_U pool's first images), got {draw!r}")
+    draws = list(draws) if not isinstance(draws, (int, str)) else draws
+    if (not isinstance(draws, list) or not draws or len(set(draws)) != len(draws)
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in draws)):
+        raise ValueError(f"draws must list distinct non-negative ints (0: the D_U pool's first images), got {draws!r}")
+    if unseen is not None and draws != [0]:
+        raise ValueError(f"draws={draws!r} with a given D_U (unseen=...): the draws choose D_U from the victim's pool")
     configs = {**victim_configs(victim), **(configs or {})}
     before = victim.evaluate(n_eval=n_eval, device=device)
     ref = victim.evaluate(reference, n_eval=n_eval, device=device)
-    rows = [_row("victim", None, 0, before, math.nan, math.nan), _row("retrained", None, 0, ref, math.nan, math.nan)]
+    rows = [{**_row(name, None, 0, m, math.nan, math.nan), "draw": None}
+            for name, m in (("victim", before), ("retrained", ref))]
+    for draw in draws:
+        rows += [{**row, "draw": draw} for row in _compare_once(victim, methods, n_ours, n_baselines, unseen, configs,
+                                                                 n_eval, timing, device, cache, draw, before, ref)]
+    return pd.DataFrame(rows).astype({"draw": "Int64"})   # nullable: <NA> on the victim and retrained rows
+
+
+def _compare_once(victim: Victim, methods: Sequence[tuple[str, bool]], n_ours: int, n_baselines: int,
+                  unseen: tuple[torch.Tensor, torch.Tensor] | None, configs: Mapping[str, Any], n_eval: int | None,
+                  timing: Timing, device: str | torch.device, cache: Cache | None, draw: int,
+                  before: Mapping[str, Any], ref: Mapping[str, Any]) -> list[dict]:
+    """:func:`run_comparison`'s rows of the methods on one draw of D_U."""
+    rows: list[dict] = []
     teacher: tuple[nn.Module, float] | None = None
 
     def drawn(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -457,9 +476,9 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
         rows.append(_row(name, bdk, len(images), metrics, score(metrics["asr"], before["asr"], metrics["acc"],
                                                                  ref["acc"]),
                          seconds + (teacher[1] if reuse else 0.0)))
-        log.info("%s (%s): %s", name, "BDK" if bdk else "¬BDK",
+        log.info("%s (%s), draw %d: %s", name, "BDK" if bdk else "¬BDK", draw,
                  {k: round(rows[-1][k], 2) for k in ("asr", "acc", "ctca", "score")})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _cached(cache: Cache, victim: Victim, name: str, bdk: bool, config: Any, images: torch.Tensor,

@@ -289,7 +289,7 @@ def test_run_comparison_scores_every_method_and_leaves_the_victim_alone():
     assert rows["score"].iloc[:2].isna().all()
     assert (rows["score"].iloc[2:].notna() == (rows["asr"].iloc[0] > 0)).all()    # Eq. 6 needs ASR^V > 0
     assert list(rows["samples"].iloc[2:]) == [16, 16, 8, 16, 16, 8]
-    assert set(rows.columns) == {"method", "bdk", "samples", "asr", "acc", "ctca", "score", "seconds"}
+    assert set(rows.columns) == {"method", "bdk", "samples", "asr", "acc", "ctca", "score", "seconds", "draw"}
     with pytest.raises(ValueError, match="unknown method"):
         run_comparison(victim, victim.model, methods=[("ours", None)])
     with pytest.raises(ValueError, match="unknown method"):
@@ -353,8 +353,17 @@ def test_run_comparison_draws_d_u_per_draw_with_the_edits_images_among_the_basel
     for name in ("ours", "basicFT"):
         monkeypatch.setitem(experiments.METHODS, name, replace(experiments.METHODS[name], run=spy(name)))
     methods = [("ours", False), ("basicFT", False)]
-    for draw in (0, 1, 2):
-        run_comparison(victim, tiny_model(1).eval(), methods=methods, n_ours=8, n_baselines=16, n_eval=12, draw=draw)
+    evaluated = []
+    monkeypatch.setattr(experiments.Victim, "evaluate",
+                        lambda self, model=None, **kw: evaluated.append(model) or {"asr": 50.0, "acc": 80.0,
+                                                                                  "ctca": 70.0, "per_class": []})
+    rows = run_comparison(victim, tiny_model(1).eval(), methods=methods, n_ours=8, n_baselines=16, n_eval=12,
+                          draws=[0, 1, 2])
+    assert rows["method"].tolist()[:2] == ["victim", "retrained"] and rows["draw"][:2].isna().all()
+    assert rows["method"].tolist()[2:] == ["ours", "basicFT"] * 3
+    assert rows["draw"][2:].tolist() == [0, 0, 1, 1, 2, 2]
+    # the victim and R are evaluated once for all draws; each draw's two unlearned models once each
+    assert len(evaluated) == 2 + 3 * 2
     ours = [x for x in seen["ours"]]
     ft = seen["basicFT"]
     assert len(ft) == 3 and all(x.shape[0] == 16 for x in ft)
@@ -364,8 +373,11 @@ def test_run_comparison_draws_d_u_per_draw_with_the_edits_images_among_the_basel
     assert not torch.equal(ft[1], ft[0]) and not torch.equal(ft[2], ft[1])
     for draw in range(3):   # the edit runs (timed, after a warm-up) on the first 8 of the baselines' 16
         assert any(torch.equal(x, ft[draw][:8]) for x in ours)
-    with pytest.raises(ValueError, match="draw"):
-        run_comparison(victim, victim.model, methods=methods, draw=-1)
+    for bad in ([-1], [], [1, 1], 2, [True]):
+        with pytest.raises(ValueError, match="draws"):
+            run_comparison(victim, victim.model, methods=methods, draws=bad)
+    with pytest.raises(ValueError, match="draws"):
+        run_comparison(victim, victim.model, methods=methods, draws=[0, 1], unseen=victim.unseen(8))
 
 
 def test_fit_cached_trains_once_per_model_data_and_recipe(tmp_path, monkeypatch):

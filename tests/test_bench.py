@@ -196,3 +196,28 @@ def test_timing_pays_the_optimizer_imports_outside_the_timed_call():
             "      else 'charged to the timed call')\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "imported before the timed call"
+
+
+def test_efficientnet_trials_switch_regularisation_off_only_inside_the_block_and_record_every_trial():
+    """bench/efficientnet_trials.py: its no-regularisation trial really builds EfficientNetV2-S with stochastic
+    depth and dropout at 0 (and only inside the block); the recorded results hold one row per trial."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import efficientnet_trials as trials
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from torchvision.ops import StochasticDepth
+
+    from actedit.models import build_model
+
+    def probabilities() -> set[float]:
+        m = build_model("efficientnet_v2_s", num_classes=10, channels=1, size=28, width=0.125)
+        return {x.p for x in m.modules() if isinstance(x, (StochasticDepth, nn.Dropout))}
+
+    before = probabilities()
+    with trials.without_regularisation():
+        assert probabilities() == {0.0}
+    assert probabilities() == before and max(before) > 0
+    recorded = json.loads((ROOT / "bench" / "results" / "efficientnet-trials.json").read_text())
+    assert [r["trial"] for r in recorded["trials"]] == list(trials.TRIALS)
+    assert all(0 <= r["asr_training_trigger"] <= 100 for r in recorded["trials"])
