@@ -129,8 +129,9 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5,
 
 @functools.lru_cache(maxsize=None)
 def _optimizer_imports() -> None:
-    """The first optimiser step of a process imports ``torch._dynamo`` (2-3 s on the book's CPU, once per process):
-    paid here, untimed, so that it never lands in the time of whichever method happens to be timed first."""
+    """The first step of a ``torch.optim`` optimizer in a process imports ``torch._dynamo`` (2-3 s on the book's CPU,
+    once per process; :func:`actedit.training.fit`'s SGD does not, its Adam does): paid here, untimed, so that it
+    never lands in the time of whichever method happens to be timed first."""
     weight = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.SGD([weight], lr=0.1)
     optimizer.zero_grad()

@@ -419,10 +419,11 @@ def run_comparison(victim: Victim, reference: nn.Module, *, methods: Sequence[tu
         if not isinstance(bdk, bool) or (method.needs_trigger is not None and method.needs_trigger != bdk):
             raise ValueError(f"unknown method ({name!r}, {bdk!r}); valid: names of METHODS with the BDK setting "
                              "they support, e.g. ('ours', True), ('NAD', False)")
-    draws = list(draws) if not isinstance(draws, (int, str)) else draws
-    if (not isinstance(draws, list) or not draws or len(set(draws)) != len(draws)
-            or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in draws)):
+    listed = list(draws) if not isinstance(draws, (int, str)) else []
+    if not listed or len(set(listed)) != len(listed) or any(isinstance(d, bool) or not isinstance(d, int) or d < 0
+                                                           for d in listed):
         raise ValueError(f"draws must list distinct non-negative ints (0: the D_U pool's first images), got {draws!r}")
+    draws = listed
     if unseen is not None and draws != [0]:
         raise ValueError(f"draws={draws!r} with a given D_U (unseen=...): the draws choose D_U from the victim's pool")
     configs = {**victim_configs(victim), **(configs or {})}

@@ -1,6 +1,7 @@
 """Tests for actedit.training.fit, the one training loop: bitwise reproducibility, history, errors, mode."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -198,16 +199,56 @@ def test_preserved_modes_restores_every_module_even_after_an_error():
     (TrainConfig(epochs=3, batch_size=16, lr=0.1, schedule="step"), [0.1] * 15),
 ], ids=["constant", "cosine", "step-nad", "step-two", "step-none"])
 def test_each_step_runs_at_its_schedules_learning_rate(config, expected, monkeypatch):
+    import actedit.training as training
+
     seen = []
-    step = torch.optim.SGD.step
+    step = training._SGD.step
 
-    def recording(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return step(self, *args, **kwargs)
+    def recording(self, lr):
+        seen.append(lr)
+        return step(self, lr)
 
-    monkeypatch.setattr(torch.optim.SGD, "step", recording)
+    monkeypatch.setattr(training._SGD, "step", recording)
     trained(config)
     assert seen == pytest.approx(expected, rel=1e-12, abs=0)
+
+
+def test_the_loops_sgd_is_torch_optim_sgd_bit_for_bit():
+    """fit's SGD (torch.optim.sgd.sgd without the optimizer class) against torch.optim.SGD stepped by LambdaLR:
+    equal weights after every step, with momentum, weight decay, a cosine rate and a parameter that gets no gradient
+    on some steps (SGD then skips it and keeps its momentum)."""
+    from actedit.training import _SGD
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    theirs = copy.deepcopy(ours)
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / 12)))
+    sgd = _SGD(list(ours.parameters()), momentum=0.9, weight_decay=5e-4)
+    for s in range(12):
+        x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+        for net, zero in ((ours, sgd.zero_grad), (theirs, opt.zero_grad)):
+            zero()
+            nn.functional.cross_entropy(net(x), y).backward()
+            if s % 4 == 1:   # the first layer's bias gets no gradient on these steps
+                net[0].bias.grad = None
+        sgd.step(0.1 * 0.5 * (1 + math.cos(math.pi * s / 12)))
+        opt.step()
+        sched.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values())), s
+
+
+def test_fit_does_not_import_torch_dynamo():
+    """What the loop's own SGD is for: torch.optim's optimizer classes import torch._dynamo (~2 s per process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from actedit.training import fit, TrainConfig; "
+            "m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)); "
+            "fit(m, torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,)), config=TrainConfig(epochs=1), progress=False); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
 
 
 def test_a_step_schedule_without_milestones_trains_like_the_constant_one():

@@ -360,6 +360,24 @@ def test_run_boxes_take_a_cold_builds_measured_seconds(tmp_path, monkeypatch):
     for name, old in before.items():
         if name != "03_method.md":
             assert (root / "notebooks" / name).read_text() == old
+    # ... and the workflow orders its jobs by what the box now records
+    chapter = next(c for c in book.chapters_from_toc(root) if c.stem == "03_method")
+    assert book.recorded_seconds(chapter) == {"execute": 40.0, "nbval": 20.0}
+
+
+def test_the_longest_recorded_chapter_and_its_models_start_first(tmp_path):
+    """Job priorities: a chapter's is the execute seconds its run box records (0 without a box); a model's is above
+    that of every chapter that loads it, so that the longest chapter does not start last and run alone."""
+    ranks = book.job_priorities({"short": 5.0, "long": 400.0, "free": 0.0}, {"short": ["a", "b"], "long": ["b"]})
+    assert ranks == {"short": 5.0, "long": 400.0, "free": 0.0, "a": 6.0, "b": 401.0}
+    (tmp_path / "x.md").write_text("# a chapter without a run box\n")
+    assert book.recorded_seconds(book.Chapter("x", tmp_path / "x.md", tmp_path / "x.ipynb")) == {
+        "execute": 0.0, "nbval": 0.0}
+    # the workflow uses them: the dry run prints each chapter job's priority, its run box's seconds
+    output = _dry_run(tmp_path, "--cores", "2", "--config", "nbval=0")
+    printed = dict(re.findall(r"stem=(\w+)\n\s+priority: ([\d.]+)", output))
+    recorded = {c.stem: book.recorded_seconds(c)["execute"] for c in CHAPTERS}
+    assert {stem: float(p) for stem, p in printed.items()} == recorded and max(recorded.values()) > 60
 
 
 # ------------------------------------------------------------------------------------------ the allocator

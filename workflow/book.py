@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import yaml
 
@@ -409,6 +409,34 @@ def cold_cost_line(execute_s: float, nbval_s: float | None, models: int, train_s
             f"{execute_s:.0f} s + nbval {nbval}: `make book` executes, `make test` also runs nbval; its kernel on one "
             f"thread while another job runs beside it, empty model cache; {source}).{trained} A warm rebuild loads "
             "the cached models and takes seconds.")
+
+
+RECORDED = re.compile(r"\(execute (\d+) s \+ nbval (?:(\d+) s|not measured)")
+
+
+def recorded_seconds(chapter: Chapter) -> dict[str, float]:
+    """``{"execute": s, "nbval": s}`` as the chapter's run box records them (its ``**Cold cost:**`` line, written by
+    :func:`update_run_boxes` from the last measured cold build); 0 where the box records none. The workflow starts
+    its jobs in this order: the longest chapter first, so that it does not start last and run alone."""
+    text = chapter.source.read_text(encoding="utf-8") if chapter.source.suffix == ".md" else ""
+    line = COLD_COST.search(text)
+    found = RECORDED.search(line.group(0)) if line else None
+    if not found:
+        return {"execute": 0.0, "nbval": 0.0}
+    return {"execute": float(found.group(1)), "nbval": float(found.group(2) or 0)}
+
+
+def job_priorities(seconds: Mapping[str, float], needs: Mapping[str, Iterable[str]]) -> dict[str, float]:
+    """The workflow's job priorities (Snakemake starts the highest ready job): each chapter's (by stem) its recorded
+    execute ``seconds`` (:func:`recorded_seconds`), each model's (by cache key, from ``needs``: chapter -> keys) one
+    more than the longest chapter that loads it, so that the models of the longest chapter train first and the
+    chapter starts as soon as they exist — not last, alone on one core while the other idles (list scheduling,
+    longest first)."""
+    ranks = {stem: float(s) for stem, s in seconds.items()}
+    for stem, keys in needs.items():
+        for key in keys:
+            ranks[key] = max(ranks.get(key, 0.0), ranks.get(stem, 0.0) + 1)
+    return ranks
 
 
 def update_run_boxes(benchmarks: Path, source: str, root: Path = ROOT) -> list[str]:
